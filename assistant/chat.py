@@ -1,0 +1,164 @@
+"""The chat loop: route one customer message, stream the reply, fall back when the teacher fails, log it.
+
+`respond()` is what the UI, the CLI and the benchmarks call. It yields `ChatEvent`s: text deltas
+while the reply streams, a `reset` if text already shown must be replaced (the teacher failed
+mid-reply and the student answers instead), and a final `done` carrying the logged exchange row.
+
+Modes: "Student" and "Teacher" force a model; "Auto" asks the router. In Auto the student's first
+tokens are held back briefly (DRAFT_TOKENS) so the router can look at the draft: an empty,
+evasive or looping opening goes to the teacher before the customer sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+from assistant.errors import TeacherUnavailable
+from assistant.models import ChatModel, Completion
+from assistant.router import RouteDecision
+
+log = logging.getLogger(__name__)
+
+MODES = ("Student", "Teacher", "Auto")
+DRAFT_TOKENS = 24
+
+
+@dataclass
+class ChatEvent:
+    kind: str  # "delta" | "reset" | "done"
+    text: str = ""
+    exchange: dict = field(default_factory=dict)
+
+
+def reply_cost(model: ChatModel, completion: Completion, settings) -> float | None:
+    """US$ for one reply: API models by token price, local models by compute time."""
+    if model.local:
+        return round(completion.latency_ms / 1000 / 3600 * settings.compute_per_hour, 8)
+    price = settings.price(model.name)
+    if price is None or completion.input_tokens is None or completion.output_tokens is None:
+        return None
+    return round((completion.input_tokens * price[0] + completion.output_tokens * price[1]) / 1e6, 8)
+
+
+def _run(model: ChatModel, messages: Sequence[dict], max_tokens: int) -> Iterator[str | Completion]:
+    yield from model.stream(messages, max_tokens)
+
+
+def respond(services, messages: Sequence[dict], mode: str = "Auto", session_id: str = "", turn_index: int = 0) -> Iterator[ChatEvent]:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    settings = services.settings
+    messages = [{"role": m["role"], "content": m["content"]} for m in messages]
+    start = time.perf_counter()
+    first_shown: float | None = None
+    shown = False
+    notice, error = "", ""
+
+    if mode == "Student":
+        decision, target = RouteDecision(0.0, "Student picked by the user"), "student"
+    elif mode == "Teacher":
+        decision, target = RouteDecision(1.0, "Teacher picked by the user"), "teacher"
+    else:
+        decision = services.router.score(messages)
+        target = "teacher" if decision.to_teacher(settings.router_threshold) else "student"
+
+    completion: Completion | None = None
+    model: ChatModel = services.student if target == "student" else services.teacher
+
+    if target == "student" and mode == "Auto":
+        # Hold back the opening of the student's reply so the router can judge the draft.
+        stream = _run(services.student, messages, settings.max_new_tokens)
+        held: list[str] = []
+        for item in stream:
+            if isinstance(item, Completion):
+                completion = item
+                break
+            held.append(item)
+            if len(held) >= DRAFT_TOKENS:
+                break
+        draft_decision = services.router.score(messages, draft="".join(held))
+        if draft_decision.to_teacher(settings.router_threshold):
+            stream.close()
+            decision, target, model, completion = draft_decision, "teacher", services.teacher, None
+        else:
+            decision = draft_decision if draft_decision.score > decision.score else decision
+            for chunk in held:
+                if first_shown is None:
+                    first_shown = time.perf_counter()
+                shown = True
+                yield ChatEvent("delta", chunk)
+            if completion is None:
+                for item in stream:
+                    if isinstance(item, Completion):
+                        completion = item
+                    else:
+                        if first_shown is None:
+                            first_shown = time.perf_counter()
+                        shown = True
+                        yield ChatEvent("delta", item)
+
+    if completion is None and target == "teacher":
+        try:
+            for item in _run(services.teacher, messages, settings.max_new_tokens):
+                if isinstance(item, Completion):
+                    completion = item
+                else:
+                    if first_shown is None:
+                        first_shown = time.perf_counter()
+                    shown = True
+                    yield ChatEvent("delta", item)
+        except TeacherUnavailable as exc:
+            log.warning("teacher failed, the student answers: %s", exc)
+            error = str(exc)
+            notice = "The teacher model is unavailable right now, so the student model answered."
+            if shown:
+                yield ChatEvent("reset")
+                first_shown, shown = None, False
+            target, model, completion = "student", services.student, None
+
+    if completion is None:
+        for item in _run(model, messages, settings.max_new_tokens):
+            if isinstance(item, Completion):
+                completion = item
+            else:
+                if first_shown is None:
+                    first_shown = time.perf_counter()
+                yield ChatEvent("delta", item)
+
+    end = time.perf_counter()
+    exchange = {
+        "session_id": session_id,
+        "turn_index": turn_index,
+        "route": mode,
+        "routed_to": target,
+        "route_score": decision.score,
+        "route_reason": decision.reason,
+        "model_name": model.name,
+        "model_version": model.version,
+        "request_messages": messages,
+        "reply": completion.text,
+        # What the customer experienced, from the message arriving to the first / last text shown.
+        "ttft_ms": round((first_shown - start) * 1000, 1) if first_shown else None,
+        "latency_ms": round((end - start) * 1000, 1),
+        "input_tokens": completion.input_tokens,
+        "output_tokens": completion.output_tokens,
+        "cost": reply_cost(model, completion, settings),
+        "error": error,
+        "notice": notice,
+    }
+    exchange["id"] = services.store.log_exchange(exchange)
+    exchange["model_description"] = model.description
+    exchange["tokens_per_s"] = completion.tokens_per_s if model.generates else None
+    exchange["source"] = completion.extra
+    yield ChatEvent("done", exchange=exchange)
+
+
+def reply(services, messages: Sequence[dict], mode: str = "Auto", session_id: str = "", turn_index: int = 0) -> dict:
+    """Non-streaming convenience: the logged exchange of one reply."""
+    for event in respond(services, messages, mode, session_id, turn_index):
+        if event.kind == "done":
+            return event.exchange
+    raise AssertionError("respond() ended without a done event")  # pragma: no cover

@@ -1,0 +1,85 @@
+"""Builds what a running application needs from the settings: store, retrieval, student, teacher, router.
+
+The UI, the CLI and the benchmarks all start here, so they serve the same models the same way.
+On an empty store the sample company (data/sample) is loaded first, so the offline teacher has a
+knowledge base and resolved cases to answer from; turn that off with ASSISTANT_SEED_SAMPLE=false.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from assistant.models import CaseTeacher, ChatModel, LlamaStudent, OpenAITeacher
+from assistant.retrieval import Embedder, Retriever, build_retriever
+from assistant.router import Router, RuleRouter
+from assistant.settings import REPO_ROOT, Settings
+from assistant.store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+SAMPLE_DIR = REPO_ROOT / "data" / "sample"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    retriever: Retriever
+    student: ChatModel
+    teacher: ChatModel
+    router: Router
+
+    @property
+    def teacher_is_standin(self) -> bool:
+        return isinstance(self.teacher, CaseTeacher)
+
+
+def seed_sample(store: Store, sample_dir: Path = SAMPLE_DIR) -> dict:
+    """Load the sample company's KB and conversations into an empty store (idempotent)."""
+    from distill.importer import import_openai_jsonl
+    from distill.kb import import_kb_folder
+
+    added = {"kb_articles": 0, "conversations": 0}
+    if store.count("kb_articles") == 0 and (sample_dir / "kb").is_dir():
+        added["kb_articles"] = import_kb_folder(store, sample_dir / "kb")
+    if store.count("conversations") == 0 and (sample_dir / "conversations.jsonl").exists():
+        added["conversations"] = import_openai_jsonl(store, sample_dir / "conversations.jsonl").imported
+    return added
+
+
+def make_student(settings: Settings) -> ChatModel:
+    return LlamaStudent(
+        settings.student_path, n_ctx=settings.student_context, n_threads=settings.student_threads,
+        max_tokens=settings.max_new_tokens,
+    )
+
+
+def make_teacher(settings: Settings, retriever: Retriever, http_client=None) -> ChatModel:
+    if settings.teacher_configured:
+        return OpenAITeacher(
+            base_url=settings.teacher_base_url, api_key=settings.teacher_api_key, model=settings.teacher_model,
+            timeout=settings.teacher_timeout, max_retries=settings.teacher_max_retries, retriever=retriever,
+            max_tokens=max(settings.max_new_tokens, 256), http_client=http_client,
+        )
+    return CaseTeacher(retriever)
+
+
+def build_services(settings: Settings, *, student: ChatModel | None = None, teacher: ChatModel | None = None,
+                   embedder: Embedder | None = None) -> Services:
+    store = open_store(settings)
+    if settings.seed_sample:
+        added = seed_sample(store)
+        if any(added.values()):
+            log.info("loaded the sample company: %s", added)
+    retriever = build_retriever(store, embedder or Embedder(settings.cache_dir))
+    retriever.kb.search("warm-up")  # load the embedder now, not on the first customer's message
+    return Services(
+        settings=settings,
+        store=store,
+        retriever=retriever,
+        student=student or make_student(settings),
+        teacher=teacher or make_teacher(settings, retriever),
+        router=RuleRouter(),
+    )

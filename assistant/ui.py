@@ -1,0 +1,178 @@
+"""The Gradio 6 chat UI: a thin edge over `assistant.chat.respond` and the store.
+
+Left: the conversation, streamed. Right: the Student / Teacher / Auto switch and a panel with the
+facts of the last reply (who answered and why, version, TTFT, latency, tokens, cost), kept out of
+the reply text. Thumbs on each reply (and buttons for the last one) are stored against its exchange.
+Errors become a visible message, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import gradio as gr
+
+from assistant.chat import MODES, respond
+from assistant.errors import AssistantError
+
+log = logging.getLogger(__name__)
+
+CSS = """
+#side-panel {font-size: 0.92em}
+#notice {color: #9a3412}
+footer {display: none !important}
+"""
+
+
+def _fmt(value, unit: str = "", digits: int = 0) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}{unit}"
+
+
+def panel_markdown(ex: dict | None) -> str:
+    if not ex:
+        return "*No reply yet. Ask a question to see which model answers, why, and what it cost.*"
+    who = "Teacher" if ex["routed_to"] == "teacher" else "Student"
+    cost = "–" if ex.get("cost") is None else f"${ex['cost']:.6f}"
+    lines = [
+        f"### Last reply: {who}",
+        f"**Model:** {ex['model_name']}  ",
+        f"**Version:** `{ex['model_version']}`  ",
+        f"**Route:** {ex['route']} → {ex['routed_to']} (score {ex['route_score']:.2f})  ",
+        f"**Why:** {ex['route_reason']}  ",
+        f"**Time to first token:** {_fmt(ex.get('ttft_ms'), ' ms')}  ",
+        f"**Total latency:** {_fmt(ex.get('latency_ms'), ' ms')}  ",
+        f"**Tokens in / out:** {_fmt(ex.get('input_tokens'))} / {_fmt(ex.get('output_tokens'))}  ",
+        f"**Speed:** {_fmt(ex.get('tokens_per_s'), ' tokens/s', 1)}  ",
+        f"**Cost:** {cost}  ",
+        f"**Exchange:** #{ex['id']}",
+    ]
+    source = ex.get("source") or {}
+    if source.get("source") == "case":
+        lines.append(f"\n*Answered from a similar resolved conversation (similarity {source['score']:.2f}).*")
+    elif source.get("source") == "kb":
+        lines.append(f"\n*Answered from the help-center article “{source['title']}”.*")
+    if ex.get("notice"):
+        lines.append(f"\n⚠️ **{ex['notice']}**")
+    return "\n".join(lines)
+
+
+def header_markdown(services) -> str:
+    s, t = services.student, services.teacher
+    lines = [
+        "# Support Assistant",
+        f"**Student:** {s.name} (`{s.version}`), served locally by llama.cpp.  ",
+        f"**Teacher:** {t.description}.",
+    ]
+    if services.teacher_is_standin:
+        lines.append(
+            "\n> No teacher API is configured, so the **Teacher** is an offline stand-in: it answers with what "
+            "your agents said in the most similar resolved conversation (or the closest help-center article). "
+            "Set `ASSISTANT_TEACHER_BASE_URL` / `OPENAI_API_KEY` to use a real teacher model."
+        )
+    return "\n".join(lines)
+
+
+def build_app(services) -> gr.Blocks:
+    store = services.store
+
+    def new_session():
+        return str(uuid.uuid4())
+
+    def send(message: str, history: list, mode: str, session_id: str, ids: dict):
+        history = list(history or [])
+        ids = dict(ids or {})
+        message = (message or "").strip()
+        if not message:
+            yield history, gr.update(), session_id, ids, "", gr.update()
+            return
+        session_id = session_id or new_session()
+        turn_index = sum(1 for m in history if m["role"] == "user")
+        history.append({"role": "user", "content": message})
+        history.append({"role": "assistant", "content": ""})
+        yield history, gr.update(), session_id, ids, "", gr.update()
+        conversation = [{"role": m["role"], "content": m["content"]} for m in history[:-1]
+                        if isinstance(m.get("content"), str)]
+        text = ""
+        try:
+            for event in respond(services, conversation, mode, session_id, turn_index):
+                if event.kind == "delta":
+                    text += event.text
+                    history[-1] = {"role": "assistant", "content": text}
+                    yield history, gr.update(), session_id, ids, "", gr.update()
+                elif event.kind == "reset":
+                    text = ""
+                elif event.kind == "done":
+                    ex = event.exchange
+                    history[-1] = {"role": "assistant", "content": ex["reply"] or "(empty reply)"}
+                    ids[str(len(history) - 1)] = ex["id"]
+                    yield history, panel_markdown(ex), session_id, ids, "", ex["id"]
+        except AssistantError as exc:
+            history[-1] = {"role": "assistant", "content": f"⚠️ Sorry, something went wrong: {exc}"}
+            yield history, gr.update(), session_id, ids, "", gr.update()
+        except Exception:  # never show a stack trace to a customer
+            log.exception("chat failed")
+            history[-1] = {"role": "assistant", "content": "⚠️ Sorry, something went wrong. Please try again."}
+            yield history, gr.update(), session_id, ids, "", gr.update()
+
+    def on_like(ids: dict, data: gr.LikeData):
+        index = data.index if isinstance(data.index, int) else data.index[0]
+        exchange_id = (ids or {}).get(str(index))
+        if exchange_id is None:
+            return "Feedback works on the assistant's replies."
+        thumbs = 1 if data.liked is True or data.liked == "Like" else -1
+        store.add_feedback(exchange_id, thumbs)
+        return f"Thanks: feedback {'👍' if thumbs > 0 else '👎'} saved for exchange #{exchange_id}."
+
+    def feedback(exchange_id, thumbs: int, comment: str = ""):
+        if not exchange_id:
+            return "Nothing to rate yet."
+        store.add_feedback(int(exchange_id), thumbs, comment or "")
+        return f"Thanks: feedback {'👍' if thumbs > 0 else '👎'} saved for exchange #{int(exchange_id)}."
+
+    def clear():
+        return [], panel_markdown(None), new_session(), {}, "", None, ""
+
+    with gr.Blocks(title="Support Assistant", fill_height=True) as demo:
+        session = gr.State(new_session)
+        ids = gr.State({})
+        last_id = gr.State(None)
+        gr.Markdown(header_markdown(services))
+        with gr.Row():
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(label="Conversation", height=480, elem_id="chat")
+                with gr.Row():
+                    box = gr.Textbox(placeholder="Type a customer message and press Enter", show_label=False,
+                                     scale=5, elem_id="message", autofocus=True)
+                    send_btn = gr.Button("Send", variant="primary", scale=1, elem_id="send")
+                with gr.Row():
+                    up = gr.Button("👍 Helpful", size="sm", elem_id="thumbs-up")
+                    down = gr.Button("👎 Not helpful", size="sm", elem_id="thumbs-down")
+                    comment = gr.Textbox(placeholder="Optional comment with your rating", show_label=False, scale=3)
+                    new = gr.Button("New conversation", size="sm", elem_id="new-conversation")
+                status = gr.Markdown("", elem_id="status")
+            with gr.Column(scale=1, elem_id="side-panel"):
+                mode = gr.Radio(list(MODES), value="Auto", label="Who answers", elem_id="mode",
+                                info="Auto lets the router decide per message.")
+                panel = gr.Markdown(panel_markdown(None), elem_id="last-reply")
+
+        outputs = [chatbot, panel, session, ids, box, last_id]
+        box.submit(send, [box, chatbot, mode, session, ids], outputs, api_name="send")
+        send_btn.click(send, [box, chatbot, mode, session, ids], outputs, api_name=False)
+        chatbot.like(on_like, [ids], [status], api_name=False)
+        up.click(lambda i, c: feedback(i, 1, c), [last_id, comment], [status], api_name="thumbs_up")
+        down.click(lambda i, c: feedback(i, -1, c), [last_id, comment], [status], api_name="thumbs_down")
+        new.click(clear, None, [chatbot, panel, session, ids, box, last_id, status], api_name="new_conversation")
+    demo.queue(default_concurrency_limit=services.settings.concurrency)
+    return demo
+
+
+def launch(services, *, prevent_thread_lock: bool = False, open_browser: bool = False):
+    demo = build_app(services)
+    demo.launch(
+        server_name=services.settings.host, server_port=services.settings.port, inbrowser=open_browser,
+        prevent_thread_lock=prevent_thread_lock, show_error=False, css=CSS,
+    )
+    return demo

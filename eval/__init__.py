@@ -1,0 +1,1 @@
+"""Evaluation: A/B runs, metrics, judge, benchmarks and the report."""

@@ -1,0 +1,99 @@
+import json
+import sqlite3
+
+import pytest
+
+from assistant.chat import respond, reply
+from assistant.errors import TeacherUnavailable
+from assistant.models import FakeModel
+from assistant.retrieval import CaseBase, KnowledgeBase, Retriever
+from assistant.router import RuleRouter
+from assistant.services import Services
+from assistant.store import open_store
+
+
+@pytest.fixture
+def services(settings, fake_embedder):
+    retriever = Retriever(KnowledgeBase([], fake_embedder), CaseBase([], fake_embedder))
+    return Services(settings=settings, store=open_store(settings), retriever=retriever,
+                    student=FakeModel("student-fake", "student"), teacher=FakeModel("teacher-fake", "teacher"),
+                    router=RuleRouter())
+
+
+def rows(settings):
+    conn = sqlite3.connect(settings.db_path)
+    conn.row_factory = sqlite3.Row
+    return [dict(r) for r in conn.execute("select * from exchanges order by id")]
+
+
+def test_student_mode_streams_and_logs_the_exchange(services, settings):
+    services.student.enqueue("Orders ship within one business day.")
+    events = list(respond(services, [{"role": "user", "content": "where is my order"}], "Student", "s1", 0))
+    deltas = "".join(e.text for e in events if e.kind == "delta")
+    assert deltas == "Orders ship within one business day."
+    assert [e.kind for e in events][-1] == "done"
+    [row] = rows(settings)
+    assert row["session_id"] == "s1" and row["routed_to"] == "student" and row["route"] == "Student"
+    assert row["reply"] == deltas and row["output_tokens"] == 6 and row["latency_ms"] >= 0
+    assert json.loads(row["request_messages"]) == [{"role": "user", "content": "where is my order"}]
+    assert row["cost"] is not None  # local model: priced by compute time
+
+
+def test_auto_routes_sensitive_questions_to_the_teacher(services, settings):
+    ex = reply(services, [{"role": "user", "content": "I want to speak to a supervisor about a refund"}], "Auto")
+    assert ex["routed_to"] == "teacher" and "asks for a human" in ex["route_reason"]
+    assert services.student.calls == []  # the student never ran
+
+
+def test_auto_escalates_a_low_information_draft_before_showing_it(services):
+    services.student.enqueue("I'm sorry, I cannot help with that.")
+    services.teacher.enqueue("Your order ships within one business day.")
+    events = list(respond(services, [{"role": "user", "content": "where is my order"}], "Auto"))
+    shown = "".join(e.text for e in events if e.kind == "delta")
+    assert shown == "Your order ships within one business day."
+    ex = events[-1].exchange
+    assert ex["routed_to"] == "teacher" and "low-information" in ex["route_reason"]
+
+
+def test_auto_keeps_a_good_student_draft(services):
+    services.student.enqueue("Orders ship within one business day and tracking is emailed.")
+    ex = reply(services, [{"role": "user", "content": "where is my order"}], "Auto")
+    assert ex["routed_to"] == "student" and services.teacher.calls == []
+
+
+def test_teacher_failure_falls_back_to_the_student_with_a_notice(services, settings):
+    services.teacher.fail_with = TeacherUnavailable("teacher gpt-x timed out")
+    services.student.enqueue("Here is what I know.")
+    ex = reply(services, [{"role": "user", "content": "hi"}], "Teacher")
+    assert ex["routed_to"] == "student" and ex["reply"] == "Here is what I know."
+    assert "unavailable" in ex["notice"]
+    assert rows(settings)[0]["error"] == "teacher gpt-x timed out"
+
+
+def test_teacher_failing_mid_reply_resets_what_was_shown(services):
+    class Flaky(FakeModel):
+        def _generate(self, messages, max_tokens):
+            yield "partial "
+            raise TeacherUnavailable("connection dropped")
+
+    services.teacher = Flaky("teacher-flaky", "teacher")
+    services.student.enqueue("Student answer.")
+    kinds = [(e.kind, e.text) for e in respond(services, [{"role": "user", "content": "hi"}], "Teacher")]
+    assert ("reset", "") in kinds
+    after_reset = "".join(t for k, t in kinds[kinds.index(("reset", "")):] if k == "delta")
+    assert after_reset == "Student answer."
+
+
+def test_unknown_mode_is_rejected(services):
+    with pytest.raises(ValueError, match="mode"):
+        list(respond(services, [{"role": "user", "content": "x"}], "Bogus"))
+
+
+def test_teacher_cost_uses_the_price_table(services, settings):
+    from dataclasses import replace
+    services.settings = replace(settings, prices={"teacher-fake": (1000000.0, 2000000.0)})
+    services.teacher.local = False
+    services.teacher.enqueue("one two three")
+    ex = reply(services, [{"role": "user", "content": "a b"}], "Teacher")
+    # FakeModel usage: 2 input words, 3 output words -> 2 * $1 + 3 * $2
+    assert ex["cost"] == pytest.approx(8.0)

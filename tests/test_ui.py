@@ -1,0 +1,60 @@
+"""The chat UI launched on 127.0.0.1 and driven with gradio_client, as a remote user would."""
+
+import sqlite3
+from dataclasses import replace
+
+import pytest
+from gradio_client import Client
+
+from assistant.models import FakeModel
+from assistant.retrieval import CaseBase, KnowledgeBase, Retriever
+from assistant.router import RuleRouter
+from assistant.services import Services
+from assistant.store import open_store
+from assistant.ui import build_app, panel_markdown
+from tests.conftest import free_port
+
+
+@pytest.fixture
+def running(settings, fake_embedder):
+    settings = replace(settings, port=free_port())
+    retriever = Retriever(KnowledgeBase([], fake_embedder), CaseBase([], fake_embedder))
+    services = Services(settings=settings, store=open_store(settings), retriever=retriever,
+                        student=FakeModel("student-fake", "student", delay_s=0.01),
+                        teacher=FakeModel("teacher-fake", "teacher"), router=RuleRouter())
+    demo = build_app(services)
+    demo.launch(server_name="127.0.0.1", server_port=settings.port, prevent_thread_lock=True, quiet=True)
+    yield services, Client(f"http://127.0.0.1:{settings.port}/", verbose=False)
+    demo.close()
+
+
+def test_message_gets_a_streamed_reply_and_a_logged_exchange(running):
+    services, client = running
+    services.student.enqueue("Orders ship within one business day.")
+    job = client.submit("where is my order", [], "Student", api_name="/send")
+    updates = list(job)  # every streamed update of the chat
+    history, panel = job.result()[0], job.result()[1]
+    assert history[-1]["role"] == "assistant"
+    assert "one business day" in str(history[-1]["content"])
+    assert len(updates) > 3  # streamed word by word, not in one piece
+    assert "Student" in panel and "Total latency" in panel
+    conn = sqlite3.connect(services.settings.db_path)
+    row = conn.execute("select routed_to, latency_ms, output_tokens, reply from exchanges").fetchone()
+    assert row[0] == "student" and row[1] > 0 and row[2] == 6 and "one business day" in row[3]
+
+
+def test_thumbs_are_stored_against_the_exchange(running):
+    services, client = running
+    client.predict("hello", [], "Teacher", api_name="/send")
+    msg = client.predict("", api_name="/thumbs_down")
+    assert "saved" in msg
+    conn = sqlite3.connect(services.settings.db_path)
+    assert conn.execute("select thumbs from feedback").fetchall() == [(-1,)]
+
+
+def test_side_panel_never_shows_raw_errors():
+    ex = {"routed_to": "student", "model_name": "m", "model_version": "v", "route": "Teacher", "route_score": 1.0,
+          "route_reason": "Teacher picked by the user", "ttft_ms": None, "latency_ms": 10.0, "input_tokens": 1,
+          "output_tokens": 2, "cost": None, "id": 3, "notice": "The teacher model is unavailable right now."}
+    md = panel_markdown(ex)
+    assert "unavailable" in md and "Traceback" not in md
