@@ -85,6 +85,83 @@ def ask(
                        f"{ex['latency_ms']:.0f} ms | {ex['output_tokens']} tokens]", err=True)
 
 
+def _parse_columns(spec: str | None) -> dict | None:
+    if not spec:
+        return None
+    from assistant.errors import InputError
+
+    try:
+        return dict(part.split("=", 1) for part in spec.split(","))
+    except ValueError:
+        raise InputError("--csv-columns takes role=column pairs, e.g. conversation=ticket,role=who,text=body") from None
+
+
+@app.command("import")
+@friendly
+def import_cmd(
+    path: str = typer.Argument(..., help="Export file (or saved Hugging Face dataset folder)."),
+    format: str = typer.Option(None, "--format", help="openai, sharegpt, hf, csv, tsv, zendesk, intercom or freshdesk (default: detected)."),
+    strict: bool = typer.Option(False, help="Import nothing if any record is bad."),
+    scrub: bool = typer.Option(True, "--scrub/--no-scrub", help="Replace PII with typed placeholders before storing (on by default)."),
+    csv_columns: str = typer.Option(None, help="CSV column names, e.g. conversation=ticket_id,role=sender,text=body,timestamp=sent."),
+    near_duplicate_threshold: float = typer.Option(0.8, help="MinHash similarity at which a conversation is flagged as a near-duplicate."),
+):
+    """Import logged support conversations (PII scrubbed, duplicates skipped, bad records listed)."""
+    from tqdm import tqdm
+
+    from assistant.store import open_store
+    from distill.importer import import_file
+
+    store = open_store(_settings())
+    with tqdm(desc="records", unit=" rec", disable=None) as bar:
+        summary = import_file(store, path, format, scrub=scrub, strict=strict, csv_columns=_parse_columns(csv_columns),
+                              near_duplicate_threshold=near_duplicate_threshold,
+                              progress=lambda n: bar.update(n - bar.n))
+    typer.echo("\n".join(summary.lines()))
+
+
+kb_app = typer.Typer(help="The help-center knowledge base the teacher is grounded in.", no_args_is_help=True)
+app.add_typer(kb_app, name="kb")
+
+
+@kb_app.command("import")
+@friendly
+def kb_import(path: str = typer.Argument(..., help="Folder of .md/.txt/.html articles, or a Zendesk Guide / Intercom JSON export.")):
+    """Import articles as a new KB version (chunked and embedded)."""
+    from assistant.retrieval import Embedder
+    from assistant.store import open_store
+    from distill.kb import import_kb
+
+    settings = _settings()
+    result = import_kb(open_store(settings), path, Embedder(settings.cache_dir))
+    if result.unchanged:
+        typer.echo(f"unchanged: the latest KB version {result.version} already has exactly these {result.articles} articles")
+    else:
+        typer.echo(f"KB version {result.version}: {result.articles} articles, {result.chunks} chunks embedded")
+
+
+@kb_app.command("search")
+@friendly
+def kb_search(query: str = typer.Argument(..., help="A customer question."),
+              k: int = typer.Option(3, help="Passages and cases to show.")):
+    """Show exactly the grounding the teacher would be given for this question."""
+    from assistant.models import grounding_block
+    from assistant.retrieval import Embedder, build_retriever
+    from assistant.store import open_store
+
+    settings = _settings()
+    store = open_store(settings)
+    if store.kb_version() is None:
+        typer.echo("the KB is empty: run `assistant kb import PATH` first", err=True)
+    retriever = build_retriever(store, Embedder(settings.cache_dir))
+    grounding = retriever.ground([{"role": "user", "content": query}], k_kb=k, k_cases=k)
+    for hit in grounding["kb"]:
+        typer.echo(f"[kb {hit.score:.2f}] {hit.item['title']}")
+    for hit in grounding["cases"]:
+        typer.echo(f"[case {hit.score:.2f}] conversation {hit.item['conversation_id']}")
+    typer.echo("\n" + grounding_block(grounding))
+
+
 @app.command("settings")
 @friendly
 def show_settings():

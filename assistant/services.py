@@ -35,17 +35,25 @@ class Services:
     def teacher_is_standin(self) -> bool:
         return isinstance(self.teacher, CaseTeacher)
 
+    def reload_retrieval(self) -> None:
+        """Rebuild KB and case retrieval after an import, so the teacher uses the new data at once."""
+        self.retriever = build_retriever(self.store, self.retriever.kb.embedder)
+        if hasattr(self.teacher, "retriever"):
+            self.teacher.retriever = self.retriever
+        if isinstance(self.teacher, CaseTeacher):
+            self.teacher.version = f"cases-{self.retriever.cases.size}"
+
 
 def seed_sample(store: Store, sample_dir: Path = SAMPLE_DIR) -> dict:
-    """Load the sample company's KB and conversations into an empty store (idempotent)."""
-    from distill.importer import import_openai_jsonl
-    from distill.kb import import_kb_folder
+    """Load the sample company's KB and conversations into an empty store, the way a user would import them."""
+    from distill.importer import import_file
+    from distill.kb import import_kb
 
     added = {"kb_articles": 0, "conversations": 0}
-    if store.count("kb_articles") == 0 and (sample_dir / "kb").is_dir():
-        added["kb_articles"] = import_kb_folder(store, sample_dir / "kb")
+    if store.kb_version() is None and (sample_dir / "kb").is_dir():
+        added["kb_articles"] = import_kb(store, sample_dir / "kb").articles
     if store.count("conversations") == 0 and (sample_dir / "conversations.jsonl").exists():
-        added["conversations"] = import_openai_jsonl(store, sample_dir / "conversations.jsonl").imported
+        added["conversations"] = import_file(store, sample_dir / "conversations.jsonl").imported
     return added
 
 

@@ -109,6 +109,50 @@ def m004_kb_articles(db: sqlite_utils.Database) -> None:
     db["kb_articles"].create_index(["content_hash"], unique=True)
 
 
+@migrations()
+def m005_imports(db: sqlite_utils.Database) -> None:
+    # One row per import run, with its summary; conversations remember which import brought them and
+    # whether they nearly duplicate an earlier one (MinHash signature kept for later imports).
+    db["imports"].create(
+        {
+            "id": int,
+            "source": str,
+            "format": str,
+            "options": str,
+            "status": str,
+            "read": int,
+            "imported": int,
+            "duplicates": int,
+            "near_duplicates": int,
+            "rejected": int,
+            "summary": str,
+            "started_at": str,
+            "finished_at": str,
+        },
+        pk="id",
+    )
+    db["conversations"].add_column("import_id", int)
+    db["conversations"].add_column("near_duplicate_of", int)
+    db["conversations"].add_column("near_duplicate_score", float)
+    db["conversations"].add_column("minhash", bytes)
+
+
+@migrations()
+def m006_kb_versions(db: sqlite_utils.Database) -> None:
+    # Every KB import is a new version; the teacher is grounded in the latest one.
+    db["kb_versions"].create(
+        {"id": int, "source": str, "n_articles": int, "n_chunks": int, "content_hash": str, "created_at": str},
+        pk="id",
+    )
+    db["kb_articles"].add_column("version", int)
+    db.execute("DROP INDEX IF EXISTS idx_kb_articles_content_hash")
+    if db["kb_articles"].count:
+        db["kb_versions"].insert({"id": 1, "source": "before versioning", "n_articles": db["kb_articles"].count,
+                                  "n_chunks": None, "content_hash": "", "created_at": now()})
+        db.execute("UPDATE kb_articles SET version = 1")
+    db["kb_articles"].create_index(["version"])
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -168,28 +212,6 @@ class Store:
         row = {"exchange_id": exchange_id, "thumbs": thumbs, "comment": comment or "", "created_at": now()}
         return self._write(lambda db: db["feedback"].insert(row).last_pk)
 
-    def add_conversations(self, rows: Iterable[dict[str, Any]]) -> int:
-        """Insert conversations, skipping ones whose content hash is already stored. Returns how many were new."""
-
-        def insert(db: sqlite_utils.Database) -> int:
-            before = db["conversations"].count
-            db["conversations"].insert_all(
-                ({**r, "created_at": r.get("created_at") or now()} for r in rows), ignore=True, batch_size=500
-            )
-            return db["conversations"].count - before
-
-        return self._write(insert)
-
-    def add_kb_articles(self, rows: Iterable[dict[str, Any]]) -> int:
-        def insert(db: sqlite_utils.Database) -> int:
-            before = db["kb_articles"].count
-            db["kb_articles"].insert_all(
-                ({**r, "created_at": r.get("created_at") or now()} for r in rows), ignore=True
-            )
-            return db["kb_articles"].count - before
-
-        return self._write(insert)
-
     # ---- reads -----------------------------------------------------------------------
     def exchanges(self, session_id: str | None = None) -> list[dict]:
         if session_id is None:
@@ -202,8 +224,16 @@ class Store:
             row["metadata"] = json.loads(row["metadata"] or "{}")
             yield row
 
-    def kb_articles(self) -> list[dict]:
-        return list(self.db["kb_articles"].rows_where(order_by="id"))
+    def kb_version(self) -> int | None:
+        row = next(self.db.query("SELECT max(id) AS v FROM kb_versions"), None)
+        return row["v"] if row else None
+
+    def kb_articles(self, version: int | None = None) -> list[dict]:
+        """Articles of one KB version, the latest by default."""
+        version = version or self.kb_version()
+        if version is None:
+            return []
+        return list(self.db["kb_articles"].rows_where("version = ?", [version], order_by="id"))
 
     def count(self, table: str) -> int:
         return self.db[table].count

@@ -132,6 +132,43 @@ def build_app(services) -> gr.Blocks:
         store.add_feedback(int(exchange_id), thumbs, comment or "")
         return f"Thanks: feedback {'👍' if thumbs > 0 else '👎'} saved for exchange #{int(exchange_id)}."
 
+    def import_transcripts(file, fmt: str, strict: bool, scrub: bool):
+        if file is None:
+            return "Choose an export file first."
+        from distill.importer import import_file
+
+        try:
+            summary = import_file(store, file, None if fmt == "auto-detect" else fmt, strict=strict, scrub=scrub)
+        except AssistantError as exc:
+            return f"⚠️ **Nothing imported.** {exc}"
+        services.reload_retrieval()
+        return "```\n" + "\n".join(summary.lines()) + "\n```"
+
+    def import_knowledge(files):
+        if not files:
+            return "Choose article files (.md, .txt, .html) or a Zendesk Guide / Intercom JSON export."
+        import shutil
+        import tempfile
+        from pathlib import Path
+
+        from distill.kb import import_kb
+
+        files = files if isinstance(files, list) else [files]
+        try:
+            if len(files) == 1 and str(files[0]).lower().endswith(".json"):
+                result = import_kb(store, files[0], services.retriever.kb.embedder)
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    for f in files:
+                        shutil.copy(f, Path(tmp) / Path(f).name)
+                    result = import_kb(store, tmp, services.retriever.kb.embedder)
+        except AssistantError as exc:
+            return f"⚠️ **Nothing imported.** {exc}"
+        services.reload_retrieval()
+        if result.unchanged:
+            return f"Unchanged: KB version {result.version} already has exactly these {result.articles} articles."
+        return f"KB version {result.version}: {result.articles} articles, {result.chunks} passages embedded. The teacher uses it now."
+
     def clear():
         return [], panel_markdown(None), new_session(), {}, "", None, ""
 
@@ -140,7 +177,7 @@ def build_app(services) -> gr.Blocks:
         ids = gr.State({})
         last_id = gr.State(None)
         gr.Markdown(header_markdown(services))
-        with gr.Row():
+        with gr.Tab("Chat"), gr.Row():
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(label="Conversation", height=480, elem_id="chat")
                 with gr.Row():
@@ -157,6 +194,26 @@ def build_app(services) -> gr.Blocks:
                 mode = gr.Radio(list(MODES), value="Auto", label="Who answers", elem_id="mode",
                                 info="Auto lets the router decide per message.")
                 panel = gr.Markdown(panel_markdown(None), elem_id="last-reply")
+        with gr.Tab("Import"):
+            gr.Markdown("### Support transcripts\nOpenAI chat JSONL, ShareGPT, Hugging Face (parquet/JSON), CSV/TSV "
+                        "(one row per message), Zendesk, Intercom or Freshdesk exports. PII is replaced with placeholders "
+                        "before anything is stored; re-importing a file adds nothing.")
+            with gr.Row():
+                upload = gr.File(label="Export file", file_count="single", scale=2)
+                with gr.Column(scale=1):
+                    fmt = gr.Dropdown(["auto-detect", "openai", "sharegpt", "hf", "csv", "tsv", "zendesk", "intercom",
+                                       "freshdesk"], value="auto-detect", label="Format")
+                    strict = gr.Checkbox(False, label="Strict: import nothing if any record is bad")
+                    scrub = gr.Checkbox(True, label="Scrub PII (recommended)")
+                    import_btn = gr.Button("Import transcripts", variant="primary")
+            import_summary = gr.Markdown()
+            gr.Markdown("### Help-center knowledge base\nMarkdown / text / HTML articles, or a Zendesk Guide / "
+                        "Intercom articles JSON export. Each import is a new KB version.")
+            kb_upload = gr.File(label="Articles", file_count="multiple")
+            kb_btn = gr.Button("Import knowledge base")
+            kb_summary = gr.Markdown()
+        import_btn.click(import_transcripts, [upload, fmt, strict, scrub], [import_summary], api_name="import_transcripts")
+        kb_btn.click(import_knowledge, [kb_upload], [kb_summary], api_name="import_kb")
 
         outputs = [chatbot, panel, session, ids, box, last_id]
         box.submit(send, [box, chatbot, mode, session, ids], outputs, api_name="send")

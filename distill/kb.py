@@ -1,41 +1,119 @@
-"""Import help-center articles (the teacher's grounding) into the store.
+"""Import the help-center knowledge base the teacher is grounded in, as a new version each time.
 
-This first version reads a folder of Markdown / text files, one article each, the title taken from
-the first heading (or the file name); the import issue adds HTML and help-center JSON exports.
+Takes a folder of Markdown / text / HTML articles (title from the first heading or <title>/<h1>, else
+the file name) or a help-center JSON export: Zendesk Guide ({"articles": [{"id", "title", "body" (HTML),
+"html_url"}]}) or Intercom articles ({"data": [{"id", "title", "body" (HTML), "url"}]}). Articles are
+cleaned to plain text, chunked and embedded (so the first chat does not pay for it), and stored as a
+new KB version; re-importing identical content creates no new version.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from assistant.errors import InputError
+from assistant.store import Store, now
+from distill.normalize import strip_html
 
-SUFFIXES = {".md", ".markdown", ".txt"}
+TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm"}
 
 
-def read_article(path: Path) -> dict:
-    text = path.read_text(encoding="utf-8").strip()
-    lines = text.splitlines()
-    if lines and lines[0].startswith("#"):
-        title, body = lines[0].lstrip("#").strip(), "\n".join(lines[1:]).strip()
+@dataclass
+class KbImport:
+    version: int
+    articles: int
+    chunks: int
+    unchanged: bool
+
+
+def _clean(text: str) -> str:
+    text = strip_html(text)
+    text = re.sub(r"[ \t]+", " ", text)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def read_file_article(path: Path) -> dict:
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path.name}: invalid UTF-8 at byte {exc.start}") from None
+    title = None
+    if path.suffix.lower() in (".html", ".htm"):
+        m = re.search(r"<title[^>]*>(.*?)</title>", raw, re.I | re.S) or re.search(r"<h1[^>]*>(.*?)</h1>", raw, re.I | re.S)
+        title = _clean(m.group(1)) if m else None
+        raw = re.sub(r"<title[^>]*>.*?</title>", "", raw, flags=re.I | re.S)
+        body = _clean(raw)
     else:
-        title, body = path.stem.replace("-", " ").replace("_", " ").capitalize(), text
-    return {
-        "source": path.name,
-        "external_id": path.stem,
-        "title": title,
-        "body": body,
-        "url": "",
-        "content_hash": hashlib.sha256(f"{title}\n{body}".encode("utf-8")).hexdigest(),
-    }
+        lines = raw.strip().splitlines()
+        if lines and lines[0].startswith("#"):
+            title, body = lines[0].lstrip("#").strip(), "\n".join(lines[1:]).strip()
+        else:
+            body = raw.strip()
+    title = title or path.stem.replace("-", " ").replace("_", " ").capitalize()
+    return {"source": path.name, "external_id": path.stem, "title": title, "body": body, "url": ""}
 
 
-def import_kb_folder(store, folder: Path | str) -> int:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"KB folder not found: {folder}")
-    articles = [read_article(p) for p in sorted(folder.rglob("*")) if p.suffix.lower() in SUFFIXES and p.is_file()]
+def read_json_articles(path: Path) -> list[dict]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise InputError(f"{path.name}: not a readable JSON export: {exc}") from None
+    records = doc
+    if isinstance(doc, dict):
+        records = next((doc[k] for k in ("articles", "data", "items") if isinstance(doc.get(k), list)), None)
+    if not isinstance(records, list):
+        raise InputError(f"{path.name}: expected a list of articles (Zendesk Guide 'articles' or Intercom 'data')")
+    out = []
+    for n, a in enumerate(records, 1):
+        if not isinstance(a, dict) or not a.get("title") or not isinstance(a.get("body"), str):
+            raise InputError(f"{path.name}: article {n} needs a title and a body")
+        if a.get("draft") is True or a.get("state") == "draft":
+            continue  # unpublished articles are not what customers are told
+        out.append({"source": path.name, "external_id": str(a.get("id", n)), "title": _clean(a["title"]),
+                    "body": _clean(a["body"]), "url": a.get("html_url") or a.get("url") or ""})
+    return out
+
+
+def read_articles(path: Path) -> list[dict]:
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+        articles = [read_file_article(p) for p in files]
+    elif path.suffix.lower() == ".json":
+        articles = read_json_articles(path)
+    elif path.suffix.lower() in TEXT_SUFFIXES:
+        articles = [read_file_article(path)]
+    elif not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    else:
+        raise InputError(f"{path.name}: a KB is a folder of .md/.txt/.html articles or a Zendesk Guide / Intercom JSON export")
+    articles = [a for a in articles if a["body"]]
     if not articles:
-        raise InputError(f"no Markdown or text articles ({', '.join(sorted(SUFFIXES))}) in {folder}")
-    return store.add_kb_articles(articles)
+        raise InputError(f"{path}: no articles with text found")
+    return articles
+
+
+def import_kb(store: Store, path: Path | str, embedder=None) -> KbImport:
+    """Store the articles at `path` as a new KB version (unless identical to the latest) and embed their chunks."""
+    from assistant.retrieval import KnowledgeBase
+
+    articles = read_articles(Path(path))
+    for a in articles:
+        a["content_hash"] = hashlib.sha256(f"{a['title']}\n{a['body']}".encode("utf-8")).hexdigest()
+    version_hash = hashlib.sha256("".join(sorted(a["content_hash"] for a in articles)).encode()).hexdigest()
+    latest = store.kb_version()
+    if latest is not None:
+        row = store.db["kb_versions"].get(latest)
+        if row["content_hash"] == version_hash:
+            return KbImport(latest, row["n_articles"], row["n_chunks"] or 0, unchanged=True)
+    n_chunks = len(KnowledgeBase(articles, embedder).index.items) if embedder is not None else None
+    db = store.db
+    with db.atomic():
+        version = db["kb_versions"].insert({"source": str(path), "n_articles": len(articles), "n_chunks": n_chunks,
+                                            "content_hash": version_hash, "created_at": now()}).last_pk
+        db["kb_articles"].insert_all({**a, "version": version, "created_at": now()} for a in articles)
+    return KbImport(version, len(articles), n_chunks or 0, unchanged=False)

@@ -53,10 +53,3 @@ def test_feedback_needs_a_real_exchange_and_valid_thumbs(tmp_path):
     ex = store.log_exchange({"session_id": "s", "reply": "x"})
     with pytest.raises(ValueError):
         store.add_feedback(ex, 0)
-
-
-def test_conversations_are_stored_once_by_content_hash(tmp_path):
-    store = Store(tmp_path / "a.db")
-    row = {"source": "f", "content_hash": "h1", "messages": "[]", "metadata": "{}"}
-    assert store.add_conversations([row, dict(row)]) == 1
-    assert store.add_conversations([row]) == 0

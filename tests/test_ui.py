@@ -58,3 +58,18 @@ def test_side_panel_never_shows_raw_errors():
           "output_tokens": 2, "cost": None, "id": 3, "notice": "The teacher model is unavailable right now."}
     md = panel_markdown(ex)
     assert "unavailable" in md and "Traceback" not in md
+
+
+def test_import_tab_imports_a_file_and_reports(running):
+    from gradio_client import handle_file
+
+    from tests.importing import FIXTURES
+
+    services, client = running
+    summary = client.predict(handle_file(str(FIXTURES / "sharegpt.json")), "auto-detect", False, True,
+                             api_name="/import_transcripts")
+    assert "imported 2" in summary and "rejected 2" in summary
+    assert services.store.count("conversations") == 2
+    bad = client.predict(handle_file(str(FIXTURES / "openai_chat.jsonl")), "auto-detect", True, True,
+                         api_name="/import_transcripts")
+    assert "Nothing imported" in bad and services.store.count("conversations") == 2

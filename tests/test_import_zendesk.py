@@ -1,0 +1,19 @@
+from distill.importer import import_file
+from tests.importing import FIXTURES, all_text, new_store, stored
+
+
+def test_zendesk_public_comments_only(tmp_path):
+    store = new_store(tmp_path)
+    s = import_file(store, FIXTURES / "zendesk_tickets.json")
+    assert s.format == "zendesk" and s.imported == 1
+    reasons = dict(s.rejected)
+    assert "no user" in reasons["ticket 4412"] and "comments" in reasons["record 3"]
+    [conv] = stored(store)
+    assert [m["role"] for m in conv["messages"]] == ["user", "assistant"]
+    text = all_text(store)
+    assert "INTERNAL" not in text and "VIP" not in text  # internal notes dropped
+    assert "203.0.113.9" not in text and "Mozilla" not in text  # comment metadata (IPs) never stored
+    assert "Paul" not in text and "4111" not in text
+    assert "5-7 business days" in conv["messages"][1]["content"] and "<p>" not in text
+    assert conv["csat"] == 5 and conv["resolution"] == "resolved" and conv["metadata"]["channel"] == "email"
+    assert conv["metadata"]["tags"] == ["refund", "billing"]
