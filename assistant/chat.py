@@ -43,18 +43,12 @@ def reply_cost(model: ChatModel, completion: Completion, settings) -> float | No
     return round((completion.input_tokens * price[0] + completion.output_tokens * price[1]) / 1e6, 8)
 
 
-def _run(model: ChatModel, messages: Sequence[dict], max_tokens: int) -> Iterator[str | Completion]:
-    yield from model.stream(messages, max_tokens)
-
-
 def respond(services, messages: Sequence[dict], mode: str = "Auto", session_id: str = "", turn_index: int = 0) -> Iterator[ChatEvent]:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     settings = services.settings
     messages = [{"role": m["role"], "content": m["content"]} for m in messages]
     start = time.perf_counter()
-    first_shown: float | None = None
-    shown = False
     notice, error = "", ""
 
     if mode == "Student":
@@ -67,10 +61,21 @@ def respond(services, messages: Sequence[dict], mode: str = "Auto", session_id: 
 
     completion: Completion | None = None
     model: ChatModel = services.student if target == "student" else services.teacher
+    shown_at: list[float] = []  # when text first reached the customer (empty until it does)
+
+    def relay(items):
+        """Pass text on to the customer as events; return the Completion that ends the stream."""
+        for item in items:
+            if isinstance(item, Completion):
+                return item
+            if not shown_at:
+                shown_at.append(time.perf_counter())
+            yield ChatEvent("delta", item)
+        return None
 
     if target == "student" and mode == "Auto":
         # Hold back the opening of the student's reply so the router can judge the draft.
-        stream = _run(services.student, messages, settings.max_new_tokens)
+        stream = services.student.stream(messages, settings.max_new_tokens)
         held: list[str] = []
         for item in stream:
             if isinstance(item, Completion):
@@ -85,48 +90,24 @@ def respond(services, messages: Sequence[dict], mode: str = "Auto", session_id: 
             decision, target, model, completion = draft_decision, "teacher", services.teacher, None
         else:
             decision = draft_decision if draft_decision.score > decision.score else decision
-            for chunk in held:
-                if first_shown is None:
-                    first_shown = time.perf_counter()
-                shown = True
-                yield ChatEvent("delta", chunk)
+            yield from relay(held)
             if completion is None:
-                for item in stream:
-                    if isinstance(item, Completion):
-                        completion = item
-                    else:
-                        if first_shown is None:
-                            first_shown = time.perf_counter()
-                        shown = True
-                        yield ChatEvent("delta", item)
+                completion = yield from relay(stream)
 
     if completion is None and target == "teacher":
         try:
-            for item in _run(services.teacher, messages, settings.max_new_tokens):
-                if isinstance(item, Completion):
-                    completion = item
-                else:
-                    if first_shown is None:
-                        first_shown = time.perf_counter()
-                    shown = True
-                    yield ChatEvent("delta", item)
+            completion = yield from relay(services.teacher.stream(messages, settings.max_new_tokens))
         except TeacherUnavailable as exc:
             log.warning("teacher failed, the student answers: %s", exc)
             error = str(exc)
             notice = "The teacher model is unavailable right now, so the student model answered."
-            if shown:
+            if shown_at:
                 yield ChatEvent("reset")
-                first_shown, shown = None, False
+                shown_at.clear()
             target, model, completion = "student", services.student, None
 
     if completion is None:
-        for item in _run(model, messages, settings.max_new_tokens):
-            if isinstance(item, Completion):
-                completion = item
-            else:
-                if first_shown is None:
-                    first_shown = time.perf_counter()
-                yield ChatEvent("delta", item)
+        completion = yield from relay(model.stream(messages, settings.max_new_tokens))
 
     end = time.perf_counter()
     exchange = {
@@ -141,7 +122,7 @@ def respond(services, messages: Sequence[dict], mode: str = "Auto", session_id: 
         "request_messages": messages,
         "reply": completion.text,
         # What the customer experienced, from the message arriving to the first / last text shown.
-        "ttft_ms": round((first_shown - start) * 1000, 1) if first_shown else None,
+        "ttft_ms": round((shown_at[0] - start) * 1000, 1) if shown_at else None,
         "latency_ms": round((end - start) * 1000, 1),
         "input_tokens": completion.input_tokens,
         "output_tokens": completion.output_tokens,
