@@ -16,7 +16,7 @@ import typer
 from assistant.errors import AssistantError
 
 app = typer.Typer(help="Customer-support assistant: a distilled student model, routed to a teacher when needed.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
 def friendly(fn):
@@ -160,6 +160,86 @@ def kb_search(query: str = typer.Argument(..., help="A customer question."),
     for hit in grounding["cases"]:
         typer.echo(f"[case {hit.score:.2f}] conversation {hit.item['conversation_id']}")
     typer.echo("\n" + grounding_block(grounding))
+
+
+@app.command("label")
+@friendly
+def label_cmd(
+    source: str = typer.Option("auto", help="teacher, logged or both (auto: teacher when one is configured, else the agents' logged replies)."),
+    concurrency: int = typer.Option(4, help="Teacher requests in flight at once."),
+    limit: int = typer.Option(None, help="Label at most this many conversations."),
+    final_turn_only: bool = typer.Option(False, help="Label only the last agent turn of each conversation."),
+    resolved_only: bool = typer.Option(False, help="Only conversations marked resolved."),
+    min_csat: float = typer.Option(None, help="Only conversations with at least this CSAT (1-5)."),
+    budget: float = typer.Option(None, help="Stop cleanly once the teacher has cost this many US$."),
+    rpm: int = typer.Option(None, help="Requests-per-minute limit."),
+    tpm: int = typer.Option(None, help="Tokens-per-minute limit."),
+    max_tokens: int = typer.Option(300, help="Longest teacher reply."),
+    batch: bool = typer.Option(False, help="Use the OpenAI Batch API (half price, up to 24 h; run again to resume)."),
+    seed: int = typer.Option(13, help="Seed of the train/validation/test split."),
+):
+    """Label conversations with the teacher (or the agents' replies) and build a versioned dataset."""
+    from tqdm import tqdm
+
+    from assistant.store import open_store
+    from distill.dataset import build_dataset
+    from distill.label import LabelOptions, label
+
+    settings = _settings()
+    store = open_store(settings)
+    options = LabelOptions(source=source, concurrency=concurrency, limit=limit, final_turn_only=final_turn_only,
+                           resolved_only=resolved_only, min_csat=min_csat, budget=budget, rpm=rpm, tpm=tpm,
+                           max_tokens=max_tokens, batch=batch)
+    bar = tqdm(unit=" turns", desc="labelling", disable=None)
+
+    def show(p):
+        bar.total = p.total
+        bar.n = p.done
+        bar.set_postfix_str(f"{p.cached} reused, {p.input_tokens + p.output_tokens:,} tokens, ${p.cost:.4f}", refresh=False)
+        bar.refresh()
+
+    result = label(store, settings, options, progress=show)
+    bar.close()
+    typer.echo(f"label job {result.job_id}: {result.status}; labels by {result.teacher} (source: {result.source})")
+    typer.echo("  " + result.progress.line())
+    typer.echo(f"  accepted {result.progress.accepted}, rejected {result.progress.rejected} "
+               f"(review with: assistant labels rejected --job {result.job_id})")
+    if result.status.startswith("done"):
+        ds = build_dataset(store, settings, result.job_id, seed=seed)
+        counts = ", ".join(f"{s} {c['rows']}" for s, c in ds.manifest["counts"].items())
+        typer.echo(f"dataset {ds.version} ({'new' if ds.created else 'unchanged'}): {counts} -> {ds.path}")
+
+
+labels_app = typer.Typer(help="Review labels.", no_args_is_help=True)
+app.add_typer(labels_app, name="labels")
+
+
+@labels_app.command("rejected")
+@friendly
+def labels_rejected(job: int = typer.Option(None, help="Label job id (default: the latest)."),
+                    limit: int = typer.Option(20, help="How many to show.")):
+    """Show rejected labels with the reason, for review."""
+    from assistant.store import open_store
+
+    store = open_store(_settings())
+    job = job or next(store.db.query("SELECT max(id) AS id FROM label_jobs"))["id"]
+    rows = list(store.db.query("SELECT reason, count(*) AS n FROM labels WHERE job_id = ? AND status = 'rejected' "
+                               "GROUP BY reason ORDER BY n DESC", [job]))
+    typer.echo(f"label job {job}: " + (", ".join(f"{r['reason']} ({r['n']})" for r in rows) or "nothing rejected"))
+    for r in store.db.query("SELECT conversation_id, message_index, reason, reply FROM labels WHERE job_id = ? AND "
+                            "status = 'rejected' ORDER BY id LIMIT ?", [job, limit]):
+        typer.echo(f"- conversation {r['conversation_id']} turn {r['message_index']}: {r['reason']}\n    {r['reply'][:200]!r}")
+
+
+@app.command("datasets")
+@friendly
+def datasets_cmd():
+    """List dataset versions."""
+    from assistant.store import open_store
+
+    for r in open_store(_settings()).db.query("SELECT * FROM datasets ORDER BY id"):
+        typer.echo(f"{r['version']}  train {r['n_train']}  validation {r['n_validation']}  test {r['n_test']}  "
+                   f"teacher: {r['teacher']}  {r['created_at']}  {r['path']}")
 
 
 @app.command("settings")

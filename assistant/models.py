@@ -17,6 +17,7 @@ Implementations:
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import re
 import threading
@@ -153,6 +154,17 @@ class FakeModel(ChatModel):
 
 _llama_cache: dict[tuple, "object"] = {}
 _llama_cache_lock = threading.Lock()
+
+
+@atexit.register
+def _close_llamas() -> None:
+    # Free llama.cpp models before the interpreter tears down the bindings they need to free themselves.
+    for llm, _ in _llama_cache.values():
+        try:
+            llm.close()
+        except Exception:
+            pass
+    _llama_cache.clear()
 
 
 def file_version(path: Path) -> str:
@@ -365,10 +377,15 @@ def _shape(token: str) -> str:
     return re.sub(r"[A-Za-z]", "A", re.sub(r"\d", "9", token))
 
 
+def neutralise_placeholders(text: str) -> str:
+    """Redaction placeholders ([NAME_1], [EMAIL_2]) become generic words a customer can read."""
+    text = _PLACEHOLDER.sub(lambda m: _GENERIC.get(m.group(1).split("_")[0], "that"), text)
+    return re.sub(r"\b(Hi|Hello|Dear|Thanks|Thank you),? there([,!.])", r"\1 there\2", text)
+
+
 def make_safe(reply: str, source_history: Sequence[dict], current_history: Sequence[dict]) -> str:
     """Adapt a past agent reply to a new customer: no placeholders, no other customer's identifiers."""
-    text = _PLACEHOLDER.sub(lambda m: _GENERIC.get(m.group(1).split("_")[0], "that"), reply)
-    text = re.sub(r"\b(Hi|Hello|Dear|Thanks|Thank you),? there([,!.])", r"\1 there\2", text)
+    text = neutralise_placeholders(reply)
     source_user = " ".join(m["content"] for m in source_history if m["role"] == "user")
     current_user = " ".join(m["content"] for m in current_history if m["role"] == "user")
     current_ids = _IDENTIFIER.findall(current_user)

@@ -234,6 +234,11 @@ class Retriever:
     kb: KnowledgeBase
     cases: CaseBase
 
+    def warm(self, histories: Sequence[Sequence[dict]]) -> None:
+        """Embed many conversation states in one batch (much faster than one at a time), filling the cache."""
+        states = [state_text(h) for h in histories]
+        self.kb.embedder.embed(sorted({u for u, _ in states} | {c or u for u, c in states}))
+
     def ground(self, history: Sequence[dict], k_kb: int = 3, k_cases: int = 3) -> dict:
         query, _ = state_text(history)
         return {"kb": self.kb.search(query, k_kb), "cases": self.cases.search(history, k_cases)}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -153,6 +153,54 @@ def m006_kb_versions(db: sqlite_utils.Database) -> None:
     db["kb_articles"].create_index(["version"])
 
 
+@migrations()
+def m007_labelling(db: sqlite_utils.Database) -> None:
+    # Teacher calls are the expensive part: keyed by hash(prefix, prompt, teacher, params) so none is paid twice.
+    db["teacher_calls"].create(
+        {
+            "cache_key": str, "teacher": str, "prompt_id": str, "prompt_hash": str, "params": str, "reply": str,
+            "finish_reason": str, "input_tokens": int, "output_tokens": int, "cached_tokens": int, "cost": float,
+            "latency_ms": float, "reference": str, "created_at": str,
+        },
+        pk="cache_key",
+    )
+    db["label_jobs"].create(
+        {
+            "id": int, "source": str, "teacher": str, "prompt_id": str, "prompt_hash": str, "options": str,
+            "status": str, "n_tasks": int, "n_done": int, "n_cached": int, "n_called": int, "n_failed": int,
+            "n_accepted": int, "n_rejected": int, "input_tokens": int, "output_tokens": int, "cost": float,
+            "started_at": str, "finished_at": str,
+        },
+        pk="id",
+    )
+    db["labels"].create(
+        {
+            "id": int, "job_id": int, "conversation_id": int, "message_index": int, "source": str, "teacher": str,
+            "prompt_id": str, "prompt_hash": str, "cache_key": str, "reply": str, "status": str, "reason": str,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("job_id", "label_jobs", "id"), ("conversation_id", "conversations", "id")],
+    )
+    db["labels"].create_index(["job_id", "status"])
+    db["label_batches"].create(
+        {
+            "id": int, "request_hash": str, "batch_id": str, "input_file_id": str, "n_requests": int,
+            "status": str, "created_at": str, "finished_at": str,
+        },
+        pk="id",
+    )
+    db["label_batches"].create_index(["request_hash"])
+    db["datasets"].create(
+        {
+            "id": int, "version": str, "path": str, "content_hash": str, "label_job_id": int, "teacher": str,
+            "n_train": int, "n_validation": int, "n_test": int, "manifest": str, "created_at": str,
+        },
+        pk="id",
+    )
+    db["datasets"].create_index(["version"], unique=True)
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -186,16 +234,31 @@ class Store:
             db.conn.close()
             self._local.db = None
 
-    # ---- writes: one short transaction each, retried on a locked database -------------
+    # ---- writes ----------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """A write transaction taken up front (BEGIN IMMEDIATE).
+
+        A deferred transaction that reads first and writes later fails at once with "database is locked"
+        when another connection committed in between (SQLite cannot wait there without risking deadlock);
+        taking the write lock first makes writers queue on the busy timeout instead.
+        """
+        db = self.db
+        if db.conn.in_transaction:  # nested: join the outer transaction
+            with db.atomic():
+                yield db
+            return
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.conn.execute("ROLLBACK")
+            raise
+        db.conn.execute("COMMIT")
+
     def _write(self, fn):
-        for attempt in range(5):
-            try:
-                with self.db.atomic():
-                    return fn(self.db)
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or attempt == 4:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
+        with self.transaction() as db:
+            return fn(db)
 
     def log_exchange(self, record: dict[str, Any]) -> int:
         row = dict(record)

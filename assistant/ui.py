@@ -169,6 +169,53 @@ def build_app(services) -> gr.Blocks:
             return f"Unchanged: KB version {result.version} already has exactly these {result.articles} articles."
         return f"KB version {result.version}: {result.articles} articles, {result.chunks} passages embedded. The teacher uses it now."
 
+    def run_labelling(source, concurrency, limit, final_turn_only, resolved_only, min_csat, budget):
+        import threading
+
+        from distill.dataset import build_dataset
+        from distill.label import LabelOptions, label
+
+        options = LabelOptions(source=source, concurrency=int(concurrency), limit=int(limit) if limit else None,
+                               final_turn_only=final_turn_only, resolved_only=resolved_only,
+                               min_csat=float(min_csat) if min_csat else None, budget=float(budget) if budget else None)
+        state: dict = {}
+
+        def work():
+            try:
+                state["result"] = label(store, services.settings, options, retriever=services.retriever,
+                                        progress=lambda p: state.__setitem__("progress", p))
+                if state["result"].status.startswith("done"):
+                    state["dataset"] = build_dataset(store, services.settings, state["result"].job_id)
+            except AssistantError as exc:
+                state["error"] = str(exc)
+            except Exception as exc:  # shown as a message, logged with its traceback
+                log.exception("labelling failed")
+                state["error"] = f"labelling failed: {exc}"
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.5)
+            p = state.get("progress")
+            bar = ""
+            if p and p.total:
+                filled = int(30 * p.done / p.total)
+                bar = f"`[{'█' * filled}{'·' * (30 - filled)}]` {p.line()}"
+            yield bar or "Starting…", gr.update()
+        if "error" in state:
+            yield f"⚠️ {state['error']}", gr.update()
+            return
+        r, ds = state["result"], state.get("dataset")
+        lines = [f"**Label job {r.job_id}: {r.status}.** Labels written by **{r.teacher}** (source: {r.source}).",
+                 r.progress.line(), f"Accepted {r.progress.accepted}, rejected {r.progress.rejected}."]
+        if ds:
+            counts = ", ".join(f"{s} {c['rows']}" for s, c in ds.manifest["counts"].items())
+            lines.append(f"Dataset **{ds.version}** ({'new' if ds.created else 'unchanged'}): {counts}.")
+        rejected = [[x["conversation_id"], x["message_index"], x["reason"], x["reply"][:160]] for x in store.db.query(
+            "SELECT conversation_id, message_index, reason, reply FROM labels WHERE job_id = ? AND status = 'rejected' "
+            "ORDER BY id LIMIT 200", [r.job_id])]
+        yield "\n\n".join(lines), rejected
+
     def clear():
         return [], panel_markdown(None), new_session(), {}, "", None, ""
 
@@ -212,6 +259,29 @@ def build_app(services) -> gr.Blocks:
             kb_upload = gr.File(label="Articles", file_count="multiple")
             kb_btn = gr.Button("Import knowledge base")
             kb_summary = gr.Markdown()
+        with gr.Tab("Label"):
+            default_source = "teacher" if services.settings.teacher_configured else "logged"
+            gr.Markdown(
+                "### Label conversations and build a dataset\nThe teacher writes the reply the student will learn for "
+                "every agent turn (or use your agents' own replies). Stored results are reused: rerunning never pays "
+                "twice. " + ("" if services.settings.teacher_configured else
+                             "**No teacher API is configured**: the default source is your agents' logged replies; "
+                             "*teacher* uses the offline case-based stand-in."))
+            with gr.Row():
+                source = gr.Radio(["teacher", "logged", "both"], value=default_source, label="Label source")
+                concurrency = gr.Slider(1, 32, value=4, step=1, label="Concurrency")
+                limit = gr.Number(None, label="Max conversations (empty: all)", precision=0)
+            with gr.Row():
+                final_only = gr.Checkbox(False, label="Final agent turn only")
+                resolved_only = gr.Checkbox(False, label="Resolved conversations only")
+                min_csat = gr.Number(None, label="Min CSAT (1-5)")
+                budget = gr.Number(None, label="Budget cap (US$)")
+            label_btn = gr.Button("Label and build dataset", variant="primary")
+            label_status = gr.Markdown(elem_id="label-status")
+            rejected_table = gr.Dataframe(headers=["conversation", "turn", "reason", "reply"], label="Rejected labels (for review)",
+                                          interactive=False, wrap=True)
+        label_btn.click(run_labelling, [source, concurrency, limit, final_only, resolved_only, min_csat, budget],
+                        [label_status, rejected_table], api_name="label")
         import_btn.click(import_transcripts, [upload, fmt, strict, scrub], [import_summary], api_name="import_transcripts")
         kb_btn.click(import_knowledge, [kb_upload], [kb_summary], api_name="import_kb")
 

@@ -182,7 +182,7 @@ def import_file(store: Store, path: Path | str, fmt: str | None = None, *, scrub
     for cid, blob in db.conn.execute("SELECT id, minhash FROM conversations WHERE minhash IS NOT NULL"):
         near.add(cid, np.frombuffer(blob, dtype=np.uint64))
 
-    with db.atomic():
+    with store.transaction():
         import_id = db["imports"].insert({
             "source": str(path), "format": fmt, "status": "running", "started_at": started,
             "options": json.dumps({"scrub": scrub, "strict": strict, "csv_columns": csv_columns,

@@ -112,7 +112,7 @@ def import_kb(store: Store, path: Path | str, embedder=None) -> KbImport:
             return KbImport(latest, row["n_articles"], row["n_chunks"] or 0, unchanged=True)
     n_chunks = len(KnowledgeBase(articles, embedder).index.items) if embedder is not None else None
     db = store.db
-    with db.atomic():
+    with store.transaction():
         version = db["kb_versions"].insert({"source": str(path), "n_articles": len(articles), "n_chunks": n_chunks,
                                             "content_hash": version_hash, "created_at": now()}).last_pk
         db["kb_articles"].insert_all({**a, "version": version, "created_at": now()} for a in articles)

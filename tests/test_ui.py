@@ -73,3 +73,15 @@ def test_import_tab_imports_a_file_and_reports(running):
     bad = client.predict(handle_file(str(FIXTURES / "openai_chat.jsonl")), "auto-detect", True, True,
                          api_name="/import_transcripts")
     assert "Nothing imported" in bad and services.store.count("conversations") == 2
+
+
+def test_label_tab_runs_a_job_and_builds_a_dataset(running):
+    services, client = running
+    from tests.importing import FIXTURES
+
+    from distill.importer import import_file
+
+    import_file(services.store, FIXTURES / "sharegpt.json")
+    status, rejected = client.predict("logged", 2, None, False, False, None, None, api_name="/label")
+    assert "Label job 1: done" in status and "Dataset **ds-" in status
+    assert services.store.count("datasets") == 1

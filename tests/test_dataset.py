@@ -1,0 +1,56 @@
+import json
+
+import datasets
+
+from distill.dataset import build_dataset, load_dataset, split_conversations
+from distill.label import LabelOptions, label
+from tests.test_label import conv
+
+
+def test_split_is_by_conversation_deterministic_and_stratified():
+    intents = {i: ("a" if i < 50 else "b") for i in range(100)}
+    one = split_conversations(intents, seed=1, val_frac=0.1, test_frac=0.2)
+    assert one == split_conversations(intents, seed=1, val_frac=0.1, test_frac=0.2)
+    assert one != split_conversations(intents, seed=2, val_frac=0.1, test_frac=0.2)
+    for intent in "ab":
+        tests = [c for c, s in one.items() if s == "test" and intents[c] == intent]
+        assert len(tests) == 10  # 20% of each intent
+
+
+def _labelled(store, settings):
+    return label(store, settings, LabelOptions(source="logged")).job_id
+
+
+def test_dataset_has_no_leakage_and_a_manifest(tmp_path, settings):
+    from assistant.store import Store
+
+    store = Store(tmp_path / "a.db")
+    store.db["conversations"].insert_all([conv(i, intent=f"intent{i % 4}") for i in range(40)])
+    job = _labelled(store, settings)
+    v = build_dataset(store, settings, job)
+    dd, manifest = load_dataset(store, v.version)
+    ids = {s: set(dd[s]["conversation_id"]) for s in ("train", "validation", "test")}
+    assert not (ids["train"] & ids["test"]) and not (ids["train"] & ids["validation"]) and not (ids["validation"] & ids["test"])
+    assert sum(len(x) for x in ids.values()) == 40 and len(ids["test"]) > 0
+    assert manifest["teacher"] == "human agents (logged replies)" and manifest["split"]["by"] == "conversation"
+    assert manifest["counts"]["train"]["rows"] == dd["train"].num_rows
+    row = dd["train"][0]
+    assert row["train_turns"] == [1, 3] and row["messages"][1]["role"] == "assistant"
+    first = json.loads((v.path / "train.openai.jsonl").read_text().splitlines()[0])
+    assert first["messages"][1]["weight"] == 1
+    assert json.loads((v.path / "test.sharegpt.json").read_text())[0]["conversations"][0]["from"] == "human"
+
+
+def test_manifest_hash_changes_when_data_changes_and_only_then(tmp_path, settings):
+    from assistant.store import Store
+
+    store = Store(tmp_path / "a.db")
+    store.db["conversations"].insert_all([conv(i) for i in range(10)])
+    a = build_dataset(store, settings, _labelled(store, settings))
+    b = build_dataset(store, settings, _labelled(store, settings))  # relabelled, same content
+    assert a.version == b.version and not b.created
+    assert a.manifest["content_hash"] == b.manifest["content_hash"]
+    store.db["conversations"].insert(conv(10))
+    c = build_dataset(store, settings, _labelled(store, settings))
+    assert c.created and c.manifest["content_hash"] != a.manifest["content_hash"]
+    assert store.db["datasets"].count == 2
