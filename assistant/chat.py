@@ -59,8 +59,9 @@ def respond(services, messages: Sequence[dict], mode: str = "Auto", session_id: 
         decision = services.router.score(messages)
         target = "teacher" if decision.to_teacher(settings.router_threshold) else "student"
 
+    student = services.current_student()
     completion: Completion | None = None
-    model: ChatModel = services.student if target == "student" else services.teacher
+    model: ChatModel = student if target == "student" else services.teacher
     shown_at: list[float] = []  # when text first reached the customer (empty until it does)
 
     def relay(items):
@@ -75,7 +76,7 @@ def respond(services, messages: Sequence[dict], mode: str = "Auto", session_id: 
 
     if target == "student" and mode == "Auto":
         # Hold back the opening of the student's reply so the router can judge the draft.
-        stream = services.student.stream(messages, settings.max_new_tokens)
+        stream = student.stream(messages, settings.max_new_tokens)
         held: list[str] = []
         for item in stream:
             if isinstance(item, Completion):
@@ -104,7 +105,7 @@ def respond(services, messages: Sequence[dict], mode: str = "Auto", session_id: 
             if shown_at:
                 yield ChatEvent("reset")
                 shown_at.clear()
-            target, model, completion = "student", services.student, None
+            target, model, completion = "student", student, None
 
     if completion is None:
         completion = yield from relay(model.stream(messages, settings.max_new_tokens))

@@ -242,6 +242,104 @@ def datasets_cmd():
                    f"teacher: {r['teacher']}  {r['created_at']}  {r['path']}")
 
 
+def _train_help(name: str) -> str:
+    from distill.train import config_help
+
+    return config_help()[name]
+
+
+@app.command("train")
+@friendly
+def train_cmd(
+    dataset: str = typer.Option(None, help="Dataset version (default: the newest)."),
+    epochs: int = typer.Option(3, help=_train_help("epochs")),
+    learning_rate: float = typer.Option(2e-4, help=_train_help("learning_rate")),
+    batch_size: int = typer.Option(8, help=_train_help("batch_size")),
+    grad_accum: int = typer.Option(2, help=_train_help("grad_accum")),
+    lora_r: int = typer.Option(16, help=_train_help("lora_r")),
+    lora_alpha: int = typer.Option(32, help=_train_help("lora_alpha")),
+    lora_dropout: float = typer.Option(0.05, help=_train_help("lora_dropout")),
+    max_length: int = typer.Option(1024, help=_train_help("max_length")),
+    turns: str = typer.Option("all", help=_train_help("turns")),
+    early_stopping_patience: int = typer.Option(1, help=_train_help("early_stopping_patience")),
+    max_steps: int = typer.Option(0, help=_train_help("max_steps")),
+    seed: int = typer.Option(42, help=_train_help("seed")),
+    export_type: str = typer.Option("q8_0", help="GGUF type for serving: q8_0, f16 or q4_0."),
+    eval_limit: int = typer.Option(40, help="Validation turns in the promotion check."),
+    promote: bool = typer.Option(True, "--promote/--no-promote", help="Compare with the serving student and promote if better."),
+    force: bool = typer.Option(False, help="Promote even if the quick evaluation is not better."),
+):
+    """Fine-tune the student (LoRA) on a dataset, export it to GGUF, register it, and promote it if better."""
+    from tqdm import tqdm
+
+    from assistant.store import open_store
+    from distill.pipeline import train_student
+    from distill.train import TrainConfig
+
+    settings = _settings()
+    config = TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, grad_accum=grad_accum,
+                         lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, max_length=max_length,
+                         turns=turns, early_stopping_patience=early_stopping_patience, max_steps=max_steps, seed=seed)
+    bar = tqdm(unit=" steps", desc="training", disable=None)
+
+    def show(p):
+        bar.total = p.total_steps
+        bar.n = p.step
+        bar.set_postfix_str(p.line(), refresh=False)
+        bar.refresh()
+
+    outcome = train_student(open_store(settings), settings, dataset_version=dataset, config=config, gguf_type=export_type,
+                            promote=promote, force=force, eval_limit=eval_limit, progress=show,
+                            log=lambda line: tqdm.write(line))
+    bar.close()
+    typer.echo(f"{outcome.version}: {'promoted, now serving' if outcome.promoted else 'registered, not serving'} "
+               f"({outcome.gguf_path})")
+
+
+models_app = typer.Typer(help="Student model versions.", invoke_without_command=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback()
+@friendly
+def models_list(ctx: typer.Context):
+    """List student versions (the serving one is marked)."""
+    if ctx.invoked_subcommand:
+        return
+    from assistant.store import open_store
+    from distill import registry
+
+    store = open_store(_settings())
+    rows = registry.versions(store)
+    if not rows:
+        typer.echo("no trained versions yet: the base student serves (assistant train)")
+    for row in rows:
+        typer.echo(registry.describe(row))
+    if not registry.serving(store):
+        typer.echo("serving: the base student")
+
+
+@models_app.command("rollback")
+@friendly
+def models_rollback():
+    """Serve the previously promoted version again (or the base)."""
+    from assistant.store import open_store
+    from distill import registry
+
+    typer.echo(f"now serving: {registry.rollback(open_store(_settings()))}")
+
+
+@models_app.command("promote")
+@friendly
+def models_promote(version: str = typer.Argument(..., help="Version to serve.")):
+    """Serve a registered version (no evaluation: your call)."""
+    from assistant.store import open_store
+    from distill import registry
+
+    registry.promote(open_store(_settings()), version, "promoted by hand")
+    typer.echo(f"now serving: {version}")
+
+
 @app.command("settings")
 @friendly
 def show_settings():

@@ -202,7 +202,8 @@ class LlamaStudent(ChatModel):
     local = True
 
     def __init__(self, path: str | Path, *, name: str | None = None, version: str | None = None,
-                 n_ctx: int = 2048, n_threads: int = 0, max_tokens: int = 256, temperature: float = 0.0):
+                 n_ctx: int = 2048, n_threads: int = 0, max_tokens: int = 256, temperature: float = 0.0,
+                 repeat_penalty: float = 1.1):
         self.path = Path(path)
         if self.path.suffix.lower() != ".gguf":
             raise ModelError(
@@ -213,7 +214,7 @@ class LlamaStudent(ChatModel):
         self.version = version or file_version(self.path)
         self.description = f"student {self.name} (llama.cpp, GGUF)"
         self.n_ctx, self.n_threads = n_ctx, n_threads
-        self.max_tokens, self.temperature = max_tokens, temperature
+        self.max_tokens, self.temperature, self.repeat_penalty = max_tokens, temperature, repeat_penalty
         self._llm, self._lock = load_llama(str(self.path), n_ctx, n_threads)
         self._formatter = self._make_formatter()
 
@@ -250,7 +251,7 @@ class LlamaStudent(ChatModel):
             n_out, finish = 0, None
             for chunk in self._llm.create_completion(
                 tokens, max_tokens=max_tokens, temperature=self.temperature, top_p=0.95,
-                repeat_penalty=1.1, stop=stop, stream=True, seed=0,
+                repeat_penalty=self.repeat_penalty, stop=stop, stream=True, seed=0,
             ):
                 choice = chunk["choices"][0]
                 finish = choice.get("finish_reason") or finish

@@ -8,10 +8,11 @@ knowledge base and resolved cases to answer from; turn that off with ASSISTANT_S
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.models import CaseTeacher, ChatModel, LlamaStudent, OpenAITeacher
+from assistant.models import CaseTeacher, ChatModel, OpenAITeacher
 from assistant.retrieval import Embedder, Retriever, build_retriever
 from assistant.router import Router, RuleRouter
 from assistant.settings import REPO_ROOT, Settings
@@ -30,6 +31,26 @@ class Services:
     student: ChatModel
     teacher: ChatModel
     router: Router
+    follow_registry: bool = False  # swap in a newly promoted (or rolled back) student without a restart
+    _checked_at: float = 0.0
+    _serving_version: str | None = None
+
+    def current_student(self) -> ChatModel:
+        """The student to answer with now; picks up promotions and rollbacks (checked at most once a second)."""
+        if not self.follow_registry or time.monotonic() - self._checked_at < 1.0:
+            return self.student
+        self._checked_at = time.monotonic()
+        from distill import registry
+
+        row = registry.serving(self.store)
+        version = row["version"] if row else None
+        if version != self._serving_version:
+            from distill.pipeline import serving_student
+
+            self.student = serving_student(self.store, self.settings)
+            self._serving_version = version
+            log.info("now serving student %s", version or "base")
+        return self.student
 
     @property
     def teacher_is_standin(self) -> bool:
@@ -57,13 +78,6 @@ def seed_sample(store: Store, sample_dir: Path = SAMPLE_DIR) -> dict:
     return added
 
 
-def make_student(settings: Settings) -> ChatModel:
-    return LlamaStudent(
-        settings.student_path, n_ctx=settings.student_context, n_threads=settings.student_threads,
-        max_tokens=settings.max_new_tokens,
-    )
-
-
 def make_teacher(settings: Settings, retriever: Retriever, http_client=None) -> ChatModel:
     if settings.teacher_configured:
         return OpenAITeacher(
@@ -72,6 +86,12 @@ def make_teacher(settings: Settings, retriever: Retriever, http_client=None) -> 
             max_tokens=max(settings.max_new_tokens, 256), http_client=http_client,
         )
     return CaseTeacher(retriever)
+
+
+def serving_student(store: Store, settings: Settings) -> ChatModel:
+    from distill.pipeline import serving_student as _serving
+
+    return _serving(store, settings)
 
 
 def build_services(settings: Settings, *, student: ChatModel | None = None, teacher: ChatModel | None = None,
@@ -83,11 +103,14 @@ def build_services(settings: Settings, *, student: ChatModel | None = None, teac
             log.info("loaded the sample company: %s", added)
     retriever = build_retriever(store, embedder or Embedder(settings.cache_dir))
     retriever.kb.search("warm-up")  # load the embedder now, not on the first customer's message
-    return Services(
+    services = Services(
         settings=settings,
         store=store,
         retriever=retriever,
-        student=student or make_student(settings),
+        student=student or serving_student(store, settings),
         teacher=teacher or make_teacher(settings, retriever),
         router=RuleRouter(),
+        follow_registry=student is None,
     )
+    services.current_student()
+    return services

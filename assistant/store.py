@@ -201,6 +201,24 @@ def m007_labelling(db: sqlite_utils.Database) -> None:
     db["datasets"].create_index(["version"], unique=True)
 
 
+@migrations()
+def m008_model_versions(db: sqlite_utils.Database) -> None:
+    # Trained students. Exactly one row is "serving" (none: the packaged base serves); promotions keeps
+    # the history that rollback walks back through.
+    db["model_versions"].create(
+        {
+            "id": int, "version": str, "base": str, "base_sha256": str, "dataset_version": str, "path": str,
+            "gguf_path": str, "gguf_type": str, "gguf_bytes": int, "config": str, "metrics": str, "evaluation": str,
+            "status": str, "created_at": str,
+        },
+        pk="id",
+    )
+    db["model_versions"].create_index(["version"], unique=True)
+    db["promotions"].create(
+        {"id": int, "version": str, "action": str, "reason": str, "created_at": str}, pk="id",
+    )
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 

@@ -55,3 +55,42 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer(request):
+    """The packaged SmolLM2 tokenizer (chat template included); read from the GGUF once, then cached."""
+    from transformers import AutoTokenizer
+
+    from assistant.settings import packaged_student_gguf
+
+    cache = request.config.cache.mkdir("smollm2-tokenizer")
+    if (cache / "tokenizer.json").exists():
+        return AutoTokenizer.from_pretrained(cache)
+    gguf = packaged_student_gguf()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tok.save_pretrained(cache)
+    return tok
+
+
+def tiny_llama(vocab_size: int, seed: int = 0):
+    """A randomly initialised Llama with a few hidden units: trains in seconds on a CPU."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=True, rms_norm_eps=1e-5)
+    model = LlamaForCausalLM(config)
+    # Unit-scale embeddings (tied to the output head): with the usual 0.02 scale and 32 hidden units the
+    # frozen head could not make any token much likelier than another, and nothing could be memorised.
+    with torch.no_grad():
+        model.model.embed_tokens.weight.normal_(0.0, 1.0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def base_cache(request):
+    """Where the dequantised packaged base is cached across tests (and later runs)."""
+    return request.config.cache.mkdir("base-cache")

@@ -1,0 +1,61 @@
+"""Student model versions: which trained student serves, promotion and rollback.
+
+A version is registered only once its artifacts (adapter, GGUF, manifest) are complete on disk. At most
+one version has status "serving"; with none, the packaged base (or ASSISTANT_STUDENT_BASE) serves.
+Every promotion and rollback is recorded in `promotions`, newest last.
+"""
+
+from __future__ import annotations
+
+import json
+
+from assistant.errors import InputError
+from assistant.store import Store, now
+
+
+def serving(store: Store) -> dict | None:
+    return next(store.db.query("SELECT * FROM model_versions WHERE status = 'serving' ORDER BY id DESC LIMIT 1"), None)
+
+
+def versions(store: Store) -> list[dict]:
+    return list(store.db.query("SELECT * FROM model_versions ORDER BY id"))
+
+
+def promote(store: Store, version: str, reason: str) -> None:
+    with store.transaction() as db:
+        row = next(db.query("SELECT id FROM model_versions WHERE version = ?", [version]), None)
+        if row is None:
+            raise InputError(f"no model version {version!r}")
+        db.execute("UPDATE model_versions SET status = 'retired' WHERE status = 'serving'")
+        db.execute("UPDATE model_versions SET status = 'serving' WHERE version = ?", [version])
+        db["promotions"].insert({"version": version, "action": "promote", "reason": reason, "created_at": now()})
+
+
+def rollback(store: Store) -> str:
+    """Serve the version promoted before the current one (or the packaged base). Returns what serves now."""
+    with store.transaction() as db:
+        current = next(db.query("SELECT version FROM model_versions WHERE status = 'serving'"), None)
+        if current is None:
+            raise InputError("nothing to roll back: the base student is serving")
+        history = [r["version"] for r in db.query(
+            "SELECT version FROM promotions WHERE action = 'promote' ORDER BY id")]
+        earlier = [v for v in history if v != current["version"]]
+        previous = earlier[-1] if earlier else None
+        db.execute("UPDATE model_versions SET status = 'retired' WHERE status = 'serving'")
+        if previous:
+            db.execute("UPDATE model_versions SET status = 'serving' WHERE version = ?", [previous])
+        db["promotions"].insert({"version": previous or "base", "action": "rollback",
+                                 "reason": f"rolled back from {current['version']}", "created_at": now()})
+        # the rolled-back-from version leaves the promotion history so a second rollback goes further back
+        db.execute("DELETE FROM promotions WHERE action = 'promote' AND version = ?", [current["version"]])
+    return previous or "base"
+
+
+def describe(row: dict) -> str:
+    metrics = json.loads(row["metrics"] or "{}")
+    evaluation = json.loads(row["evaluation"] or "{}")
+    val = metrics.get("best_val_loss")
+    score = evaluation.get("candidate_score")
+    return (f"{row['version']:28} {row['status']:9} dataset {row['dataset_version']}  "
+            f"val loss {val:.4f}  " if val is not None else f"{row['version']:28} {row['status']:9} ") + (
+        f"quick-eval {score:.3f}  " if score is not None else "") + f"{row['gguf_type']} {row['gguf_bytes'] / 1e6:.0f} MB  {row['created_at']}"

@@ -1,0 +1,92 @@
+"""Training on a tiny randomly initialised Llama: masks, LoRA mechanics, loss, resume."""
+
+import pytest
+import torch
+
+from distill.train import IGNORE, Cancelled, TrainConfig, encode, length_grouped_batches, train_lora
+from tests.conftest import tiny_llama
+
+CONV = [{"role": "user", "content": "Where is my order?"},
+        {"role": "assistant", "content": "Orders ship within 1 business day."},
+        {"role": "user", "content": "thanks"},
+        {"role": "assistant", "content": "You're welcome!"}]
+
+
+def test_label_mask_covers_exactly_the_trained_assistant_turns(smol_tokenizer):
+    tok = smol_tokenizer
+    enc = encode(tok, CONV, [1, 3], max_length=512)
+    learned = tok.decode([t for t, l in zip(enc["input_ids"], enc["labels"]) if l != IGNORE])
+    assert learned == "Orders ship within 1 business day.<|im_end|>You're welcome!<|im_end|>"
+    only_last = encode(tok, CONV, [3], max_length=512)
+    assert tok.decode([t for t, l in zip(only_last["input_ids"], only_last["labels"]) if l != IGNORE]) == "You're welcome!<|im_end|>"
+    # every unmasked label is the token itself (shifted inside the loss, not here)
+    assert all(l in (IGNORE, t) for t, l in zip(enc["input_ids"], enc["labels"]))
+
+
+def test_truncation_keeps_the_most_recent_context(smol_tokenizer):
+    long = []
+    for i in range(12):
+        long += [{"role": "user", "content": f"question {i} " + "blah " * 20},
+                 {"role": "assistant", "content": f"answer {i} " + "ok " * 20}]
+    enc = encode(smol_tokenizer, long, [23], max_length=200)
+    text = smol_tokenizer.decode(enc["input_ids"])
+    assert len(enc["input_ids"]) <= 200 and "answer 11" in text and "question 0 " not in text
+
+
+def test_length_grouping_keeps_padding_small():
+    examples = [{"input_ids": [0] * n} for n in [5, 100, 6, 98, 7, 99, 5, 101] * 8]
+    batches = length_grouped_batches(examples, 4, seed=1)
+    assert sorted(i for b in batches for i in b) == list(range(64))
+    padded = sum(max(len(examples[i]["input_ids"]) for i in b) * len(b) for b in batches)
+    real = sum(len(e["input_ids"]) for e in examples)
+    assert padded / real < 1.1
+
+
+def rows(n=8):
+    return [{"messages": CONV, "train_turns": [1, 3], "system": ""} for _ in range(n)]
+
+
+def lora_state(model):
+    return {k: v.detach().clone() for k, v in model.named_parameters() if "lora_" in k}
+
+
+def test_lora_moves_base_stays_and_loss_falls(smol_tokenizer, tmp_path):
+    model = tiny_llama(len(smol_tokenizer))
+    base_before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    config = TrainConfig(epochs=15, learning_rate=1e-2, batch_size=4, grad_accum=1, lora_r=8, lora_alpha=16,
+                         lora_dropout=0.0, warmup_ratio=0.0, early_stopping_patience=100, checkpoint_steps=0)
+    losses = []
+    result = train_lora(model, smol_tokenizer, rows(), rows(2), config, tmp_path / "run",
+                        progress=lambda p: losses.append(p.loss))
+    peft_model = result.model
+    assert losses[-1] < 0.5 * losses[0]  # memorises the set
+    after = dict(peft_model.named_parameters())
+    lora_b = [v for k, v in after.items() if "lora_B" in k]
+    assert lora_b and all(float(v.detach().abs().sum()) > 0 for v in lora_b)  # LoRA weights moved from their zero init
+    for name, before in base_before.items():
+        peft_name = "base_model.model." + name.replace(".weight", ".base_layer.weight") if any(
+            m in name for m in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")) else "base_model.model." + name
+        assert torch.equal(after[peft_name].detach(), before), name  # base weights untouched
+    assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").exists()
+    assert result.metrics["best_val_loss"] is not None
+
+
+def test_resume_from_checkpoint_equals_an_uninterrupted_run(smol_tokenizer, tmp_path):
+    config = TrainConfig(epochs=2, learning_rate=1e-3, batch_size=2, grad_accum=2, lora_r=4, lora_alpha=8,
+                         lora_dropout=0.1, warmup_ratio=0.2, early_stopping_patience=100, checkpoint_steps=1, seed=7)
+    full = train_lora(tiny_llama(len(smol_tokenizer)), smol_tokenizer, rows(12), rows(2), config, tmp_path / "a")
+
+    steps = []
+
+    def crash_after_three():
+        return len(steps) >= 3
+
+    with pytest.raises(Cancelled):
+        train_lora(tiny_llama(len(smol_tokenizer)), smol_tokenizer, rows(12), rows(2), config, tmp_path / "b",
+                   progress=lambda p: steps.append(p.step), should_stop=crash_after_three)
+    resumed = train_lora(tiny_llama(len(smol_tokenizer)), smol_tokenizer, rows(12), rows(2), config, tmp_path / "b")
+    assert resumed.resumed_from == 3 and resumed.steps == full.steps
+    a, b = lora_state(full.model), lora_state(resumed.model)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
