@@ -281,8 +281,12 @@ def train_cmd(
                          lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, max_length=max_length,
                          turns=turns, early_stopping_patience=early_stopping_patience, max_steps=max_steps, seed=seed)
     bar = tqdm(unit=" steps", desc="training", disable=None)
+    interactive = not bar.disable
 
     def show(p):
+        if not interactive:  # a log file gets a line per step instead of a bar
+            typer.echo(p.line())
+            return
         bar.total = p.total_steps
         bar.n = p.step
         bar.set_postfix_str(p.line(), refresh=False)

@@ -219,6 +219,17 @@ def m008_model_versions(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m009_jobs(db: sqlite_utils.Database) -> None:
+    # Long background jobs started from the UI (retraining): their progress and log live here, so a
+    # reloaded page, or a second browser, sees the same job.
+    db["jobs"].create(
+        {"id": int, "kind": str, "status": str, "progress": str, "log": str, "result": str, "error": str,
+         "started_at": str, "finished_at": str},
+        pk="id",
+    )
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 

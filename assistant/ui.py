@@ -216,6 +216,59 @@ def build_app(services) -> gr.Blocks:
             "ORDER BY id LIMIT 200", [r.job_id])]
         yield "\n\n".join(lines), rejected
 
+    from assistant.jobs import JobRunner
+
+    runner = JobRunner(store)
+
+    def start_retrain(file, epochs):
+        if file is None:
+            return "Choose a transcript export first."
+        import shutil
+        from pathlib import Path
+
+        from distill.pipeline import retrain_from_file
+        from distill.train import TrainConfig
+
+        uploads = services.settings.home / "uploads"
+        uploads.mkdir(parents=True, exist_ok=True)
+        kept = uploads / Path(file).name
+        shutil.copy(file, kept)  # Gradio's temporary upload may vanish while the job runs
+
+        def work(log, progress, should_stop):
+            outcome = retrain_from_file(store, services.settings, kept, config=TrainConfig(epochs=int(epochs)), log=log,
+                                        progress=lambda p: progress({"line": p.line(), "step": p.step, "total": p.total_steps}),
+                                        should_stop=should_stop, retriever=services.retriever)
+            services.reload_retrieval()
+            return {"version": outcome.version, "promoted": outcome.promoted, "evaluation": outcome.evaluation}
+
+        try:
+            job_id = runner.start("retrain", work)
+        except AssistantError as exc:
+            return f"⚠️ {exc}"
+        return f"Started job {job_id}."
+
+    def cancel_retrain():
+        return "Cancelling: the job stops at the next step and registers nothing." if runner.cancel() else "No job is running."
+
+    def job_view():
+        import json
+
+        job = runner.latest()
+        if job is None:
+            return "No retraining job yet.", ""
+        progress = json.loads(job["progress"] or "{}")
+        head = f"**Job {job['id']} ({job['kind']}): {job['status']}**"
+        if progress.get("total"):
+            filled = int(30 * progress["step"] / max(1, progress["total"]))
+            head += f"\n\n`[{'█' * filled}{'·' * (30 - filled)}]` {progress['line']}"
+        if job["status"] == "done":
+            result = json.loads(job["result"] or "{}")
+            head += (f"\n\n**{result.get('version')}** "
+                     + ("was promoted and now serves the chat." if result.get("promoted") else "was registered but not promoted."))
+        if job["error"]:
+            head += f"\n\n⚠️ {job['error']}"
+        return head, job["log"] or ""
+
     def clear():
         return [], panel_markdown(None), new_session(), {}, "", None, ""
 
@@ -280,6 +333,25 @@ def build_app(services) -> gr.Blocks:
             label_status = gr.Markdown(elem_id="label-status")
             rejected_table = gr.Dataframe(headers=["conversation", "turn", "reason", "reply"], label="Rejected labels (for review)",
                                           interactive=False, wrap=True)
+        with gr.Tab("Retrain"):
+            gr.Markdown("### Retrain the student from a transcript export\nImport → label → train (LoRA) → evaluate on "
+                        "the validation split → promote only if it beats the serving student. Runs in the background; "
+                        "reloading the page keeps the job. On this CPU a full run on a few hundred conversations takes "
+                        "about half an hour per epoch.")
+            with gr.Row():
+                retrain_file = gr.File(label="Transcript export", file_count="single", scale=2)
+                with gr.Column(scale=1):
+                    retrain_epochs = gr.Slider(1, 5, value=3, step=1, label="Epochs")
+                    retrain_btn = gr.Button("Start retraining", variant="primary")
+                    cancel_btn = gr.Button("Cancel", variant="stop")
+            retrain_msg = gr.Markdown()
+            job_status = gr.Markdown(elem_id="job-status")
+            job_log = gr.Textbox(label="Log", lines=12, max_lines=30, autoscroll=True, interactive=False)
+            timer = gr.Timer(1.0)
+        retrain_btn.click(start_retrain, [retrain_file, retrain_epochs], [retrain_msg], api_name="retrain")
+        cancel_btn.click(cancel_retrain, None, [retrain_msg], api_name="cancel_retrain")
+        timer.tick(job_view, None, [job_status, job_log], api_name=False)
+        demo.load(job_view, None, [job_status, job_log], api_name="job_status")
         label_btn.click(run_labelling, [source, concurrency, limit, final_only, resolved_only, min_csat, budget],
                         [label_status, rejected_table], api_name="label")
         import_btn.click(import_transcripts, [upload, fmt, strict, scrub], [import_summary], api_name="import_transcripts")

@@ -195,6 +195,27 @@ class TrainResult:
     model: object = None  # the PeftModel, holding the best adapter (by validation loss)
 
 
+def assistant_token_loss(model, batch) -> tuple["torch.Tensor", int]:
+    """Summed cross-entropy over the assistant tokens only, and how many there were.
+
+    The output head (vocabulary x hidden: a fifth of a 135M model's weights) is applied only at the
+    positions that carry a label, instead of building logits for every token of every sequence: the
+    same loss, with much less time and memory.
+    """
+    import torch
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    labels = batch["labels"][:, 1:]
+    selected = labels != IGNORE
+    if hasattr(base, "model") and hasattr(base, "lm_head"):
+        hidden = base.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        logits = base.lm_head(hidden[:, :-1][selected]).float()
+    else:  # architectures without the usual body / head split
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][selected].float()
+    loss = torch.nn.functional.cross_entropy(logits, labels[selected], reduction="sum")
+    return loss, int(selected.sum())
+
+
 def validation_loss(model, examples: list[dict], batch_size: int, pad_id: int, device) -> float | None:
     """Token-weighted mean loss over the assistant tokens of the validation split."""
     import torch
@@ -206,12 +227,9 @@ def validation_loss(model, examples: list[dict], batch_size: int, pad_id: int, d
     with torch.no_grad():
         for batch_idx in length_grouped_batches(examples, batch_size, seed=0):
             batch = {k: v.to(device) for k, v in collate([examples[i] for i in batch_idx], pad_id).items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            shift_logits, shift_labels = logits[:, :-1].float(), batch["labels"][:, 1:]
-            loss = torch.nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
-                                                     ignore_index=IGNORE, reduction="sum")
+            loss, n = assistant_token_loss(model, batch)
             total += float(loss)
-            count += int((shift_labels != IGNORE).sum())
+            count += n
     model.train()
     return total / count if count else None
 
@@ -294,12 +312,9 @@ def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_
             for batch_idx in group:
                 batch = {k: v.to(device) for k, v in collate([train[i] for i in batch_idx], pad_id).items()}
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                shift_logits, shift_labels = logits[:, :-1].float(), batch["labels"][:, 1:]
-                # sum over tokens / tokens in the whole accumulated step: every assistant token weighs the same
-                loss = torch.nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)),
-                                                         shift_labels.reshape(-1), ignore_index=IGNORE,
-                                                         reduction="sum") / max(1, group_tokens)
+                    summed, _ = assistant_token_loss(model, batch)
+                # divided by the assistant tokens of the whole accumulated step: every token weighs the same
+                loss = summed / max(1, group_tokens)
                 loss.backward()
                 loss_sum += float(loss.detach())
                 tokens_seen += real_tokens(batch)

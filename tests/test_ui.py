@@ -85,3 +85,31 @@ def test_label_tab_runs_a_job_and_builds_a_dataset(running):
     status, rejected = client.predict("logged", 2, None, False, False, None, None, api_name="/label")
     assert "Label job 1: done" in status and "Dataset **ds-" in status
     assert services.store.count("datasets") == 1
+
+
+def test_retrain_tab_runs_a_background_job_that_survives_a_reload(running, monkeypatch):
+    import time
+
+    from gradio_client import handle_file
+
+    import distill.pipeline
+    from tests.importing import FIXTURES
+
+    services, client = running
+
+    class Outcome:
+        version, promoted, evaluation = "student-001-abc", True, {}
+
+    def fake_retrain(store, settings, path, config, log, progress, should_stop, retriever):
+        log(f"imported {path.name}")
+        progress(type("P", (), {"line": lambda self: "step 1/1", "step": 1, "total_steps": 1})())
+        return Outcome()
+
+    monkeypatch.setattr(distill.pipeline, "retrain_from_file", fake_retrain)
+    assert "Started job" in client.predict(handle_file(str(FIXTURES / "sharegpt.json")), 1, api_name="/retrain")
+    for _ in range(50):
+        status, log = Client(client.src, verbose=False).predict(api_name="/job_status")  # a fresh page load
+        if "done" in status:
+            break
+        time.sleep(0.1)
+    assert "student-001-abc" in status and "promoted" in status and "imported sharegpt.json" in log
