@@ -43,7 +43,16 @@ def reply_cost(model: ChatModel, completion: Completion, settings) -> float | No
     return round((completion.input_tokens * price[0] + completion.output_tokens * price[1]) / 1e6, 8)
 
 
+def experiment_mode(settings, session_id: str, chosen: str) -> tuple[str, str | None]:
+    """(mode, experiment arm): with an online experiment configured, the session's assigned arm decides."""
+    from eval.online import ARM_MODES, assign, parse_experiment
+
+    arm = assign(session_id, parse_experiment(settings.experiment)) if settings.experiment and session_id else None
+    return (ARM_MODES[arm], arm) if arm else (chosen, None)
+
+
 def respond(services, messages: Sequence[dict], mode: str = "Auto", session_id: str = "", turn_index: int = 0) -> Iterator[ChatEvent]:
+    mode, experiment_arm = experiment_mode(services.settings, session_id, mode)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     settings = services.settings
@@ -130,8 +139,14 @@ def respond(services, messages: Sequence[dict], mode: str = "Auto", session_id: 
         "cost": reply_cost(model, completion, settings),
         "error": error,
         "notice": notice,
+        "experiment_arm": experiment_arm,
     }
     exchange["id"] = services.store.log_exchange(exchange)
+    if target == "student" and settings.shadow_rate:
+        from eval.online import shadow, should_shadow
+
+        if should_shadow(exchange["id"], settings.shadow_rate):
+            shadow(services.store, services.teacher, exchange["id"], messages, settings)
     exchange["model_description"] = model.description
     exchange["tokens_per_s"] = completion.tokens_per_s if model.generates else None
     exchange["source"] = completion.extra

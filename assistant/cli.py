@@ -344,6 +344,73 @@ def models_promote(version: str = typer.Argument(..., help="Version to serve."))
     typer.echo(f"now serving: {version}")
 
 
+@app.command("eval")
+@friendly
+def eval_cmd(
+    dataset: str = typer.Option(None, help="Dataset version (default: the newest); its test split is evaluated."),
+    arms: str = typer.Option("teacher,base,student,routed,retrieval", help="Comma-separated arms."),
+    student: str = typer.Option(None, help="Model version for the student arm (default: the serving one)."),
+    judge: str = typer.Option(None, help="teacher (default when one is configured), none, or BASE_URL#MODEL."),
+    limit: int = typer.Option(None, help="Evaluate at most this many turns."),
+    measure: bool = typer.Option(True, "--measure/--no-measure", help="Also measure memory and throughput per arm."),
+):
+    """Offline A/B on the held-out test split; stores the run and writes the report."""
+    from tqdm import tqdm
+
+    from assistant.store import open_store
+    from eval.abtest import EvalConfig, run_eval
+    from eval.report import build_report
+
+    settings = _settings()
+    store = open_store(settings)
+    config = EvalConfig(dataset=dataset, arms=tuple(a.strip() for a in arms.split(",") if a.strip()), student=student,
+                        judge=judge, limit=limit)
+    bar = tqdm(unit=" replies", desc="evaluating", disable=None)
+
+    def show(arm, done, total):
+        bar.total, bar.n = total, done
+        bar.set_postfix_str(arm)
+        bar.refresh()
+
+    run_id = run_eval(store, settings, config, progress=show)
+    bar.close()
+    if measure:
+        typer.echo("measuring memory and throughput per arm...")
+        measure_run(store, settings, run_id)
+    html_path, md_path = build_report(store, settings, run_id)
+    typer.echo(f"evaluation run {run_id} stored; report: {html_path}")
+
+
+def measure_run(store, settings, run_id: int) -> None:
+    import json
+
+    from eval.abtest import EvalConfig, build_models
+    from eval.measure import measure_arms
+
+    run = store.db["eval_runs"].get(run_id)
+    config = EvalConfig(**{k: (tuple(v) if k == "arms" else v) for k, v in json.loads(run["config"]).items()})
+    models = build_models(store, settings, config, exclude=frozenset())
+    models.pop("routed", None)
+    store._write(lambda db: db["eval_runs"].update(run_id, {"measurements": json.dumps(measure_arms(models, settings))}))
+
+
+@app.command("report")
+@friendly
+def report_cmd(run: int = typer.Option(None, help="Evaluation run id (default: the latest)."),
+               open_browser: bool = typer.Option(False, "--open", help="Open the HTML report in a browser.")):
+    """Write the A/B report (HTML with embedded plots, and Markdown) from the stored evaluation."""
+    from assistant.store import open_store
+    from eval.report import build_report
+
+    settings = _settings()
+    html_path, md_path = build_report(open_store(settings), settings, run)
+    typer.echo(f"{html_path}\n{md_path}")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(html_path.as_uri())
+
+
 @app.command("settings")
 @friendly
 def show_settings():

@@ -422,7 +422,7 @@ class CaseTeacher(ChatModel):
 
     def answer(self, messages: Sequence[dict]) -> tuple[str, dict]:
         history = [m for m in messages if m["role"] != "system"]
-        cases = self.retriever.cases.search(history, k=1)
+        cases = self.retriever.cases.search(history, k=1, exclude=self.retriever.exclude)
         query = next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
         kb = self.retriever.kb.search(query, k=1)
         best_case = cases[0] if cases else None

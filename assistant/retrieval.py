@@ -220,10 +220,12 @@ class CaseBase:
         v = self.USER_WEIGHT * users + (1 - self.USER_WEIGHT) * contexts
         return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)
 
-    def search(self, history: Sequence[dict], k: int = 3, exclude_conversation: Any = None) -> list[Hit]:
+    def search(self, history: Sequence[dict], k: int = 3, exclude_conversation: Any = None,
+               exclude: frozenset = frozenset()) -> list[Hit]:
         user, context = state_text(history)
         q = self._combine(self.embedder.embed([user]), self.embedder.embed([context or user]))[0]
-        where = None if exclude_conversation is None else (lambda it: it["conversation_id"] != exclude_conversation)
+        banned = set(exclude) | ({exclude_conversation} if exclude_conversation is not None else set())
+        where = (lambda it: it["conversation_id"] not in banned) if banned else None
         return self.index.search(q, k, where)
 
 
@@ -233,6 +235,8 @@ class Retriever:
 
     kb: KnowledgeBase
     cases: CaseBase
+    # conversations whose replies must never be retrieved (an evaluation's held-out test split)
+    exclude: frozenset = frozenset()
 
     def warm(self, histories: Sequence[Sequence[dict]]) -> None:
         """Embed many conversation states in one batch (much faster than one at a time), filling the cache."""
@@ -241,7 +245,7 @@ class Retriever:
 
     def ground(self, history: Sequence[dict], k_kb: int = 3, k_cases: int = 3) -> dict:
         query, _ = state_text(history)
-        return {"kb": self.kb.search(query, k_kb), "cases": self.cases.search(history, k_cases)}
+        return {"kb": self.kb.search(query, k_kb), "cases": self.cases.search(history, k_cases, exclude=self.exclude)}
 
 
 def build_retriever(store, embedder: Embedder) -> Retriever:

@@ -64,6 +64,8 @@ class Settings:
     concurrency: int = field(default=4, metadata={"env": "ASSISTANT_CONCURRENCY", "help": "Chats answered at the same time by the UI."})
     prices: dict = field(default_factory=dict, metadata={"env": "ASSISTANT_PRICES", "help": 'JSON {"model": [input, output]} in US$ per 1M tokens, merged over the built-in table.'})
     compute_per_hour: float = field(default=0.05, metadata={"env": "ASSISTANT_COMPUTE_PER_HOUR", "help": "US$ per hour of the machine serving local models; prices local replies by their latency."})
+    experiment: str = field(default="", metadata={"env": "ASSISTANT_EXPERIMENT", "help": 'Online A/B: share of new chat sessions per arm, e.g. "teacher=0.2,student=0.5,routed=0.3" (sticky per session). Empty: users pick.'})
+    shadow_rate: float = field(default=0.0, metadata={"env": "ASSISTANT_SHADOW_RATE", "help": "Share of student-served turns the teacher also answers in the background (never shown), for later judging."})
     seed_sample: bool = field(default=True, metadata={"env": "ASSISTANT_SEED_SAMPLE", "help": "On an empty store, load data/sample (the demo company) so the offline teacher has cases and KB."})
 
     # ---- derived paths -------------------------------------------------------------------

@@ -230,6 +230,27 @@ def m009_jobs(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m010_evaluation(db: sqlite_utils.Database) -> None:
+    db["eval_runs"].create(
+        {"id": int, "dataset_version": str, "config": str, "models": str, "judge": str, "status": str, "n_turns": int,
+         "measurements": str, "started_at": str, "finished_at": str},
+        pk="id",
+    )
+    db["eval_items"].create(
+        {"id": int, "run_id": int, "arm": str, "conversation_id": int, "turn": int, "intent": str, "data": str},
+        pk="id", foreign_keys=[("run_id", "eval_runs", "id")],
+    )
+    db["eval_items"].create_index(["run_id", "arm"])
+    # online A/B: the arm a chat session was assigned to, and teacher answers shadowing student replies
+    db["exchanges"].add_column("experiment_arm", str)
+    db["shadow_answers"].create(
+        {"id": int, "exchange_id": int, "teacher": str, "reply": str, "latency_ms": float, "input_tokens": int,
+         "output_tokens": int, "cost": float, "judge": str, "created_at": str},
+        pk="id", foreign_keys=[("exchange_id", "exchanges", "id")],
+    )
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 

@@ -1,0 +1,223 @@
+"""Offline A/B evaluation on a dataset's held-out test split (never trained on).
+
+Every arm answers every evaluated assistant turn given the same history (the conversation as it really
+happened up to that turn):
+- teacher:   the configured teacher, or the offline case-based stand-in (its retrieval never sees the test split)
+- base:      the un-distilled base student
+- student:   the distilled student (the serving version, or a named one)
+- routed:    the router in front of student and teacher, as Auto mode runs it (pre-score, then the draft check)
+- retrieval: no model at all: the agent reply that followed the most similar state in the training split
+
+Scores per item: gold-fact recall and completeness, ROUGE-L, BLEU, semantic similarity (the metric modules
+in eval/metrics, loaded offline through `evaluate`) and, with a capable judge configured, judge grades and a
+position-swapped pairwise comparison of student vs teacher. Latency, tokens and cost are measured per reply.
+Everything is stored (eval_runs, eval_items) so runs can be compared over time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from assistant.chat import DRAFT_TOKENS, reply_cost
+from assistant.errors import InputError
+from assistant.models import ChatModel, Completion, LlamaStudent, Usage, make_safe
+from assistant.router import RouteDecision
+from assistant.store import Store, now
+
+ARMS = ("teacher", "base", "student", "routed", "retrieval")
+METRICS_DIR = Path(__file__).resolve().parent / "metrics"
+
+
+@dataclass
+class EvalConfig:
+    dataset: str | None = None
+    arms: tuple[str, ...] = ARMS
+    student: str | None = None  # a model version; default: the serving one
+    limit: int | None = None  # evaluated turns at most
+    max_tokens: int = 160
+    judge: str | None = None  # "teacher" (default when one is configured), "none", or "BASE_URL#MODEL"
+    throughput_queries: int = 8
+
+
+class RetrievalBaseline(ChatModel):
+    """No model: the next agent reply of the most similar conversation state in the training split."""
+
+    role, local, generates, name, version = "baseline", True, False, "retrieval-baseline", "train-split"
+
+    def __init__(self, case_base):
+        self.cases = case_base
+        self.description = f"retrieval baseline over {case_base.size} training-split agent replies"
+
+    def _generate(self, messages, max_tokens):
+        hits = self.cases.search(messages, k=1)
+        text = make_safe(hits[0].item["reply"], hits[0].item["history"], messages) if hits else ""
+        yield text
+        yield Usage(0, len(text.split()), finish_reason="stop")
+
+
+def evaluation_turns(dd, limit: int | None) -> list[dict]:
+    turns = []
+    for row in dd["test"]:
+        original = [{"role": m["role"], "content": m["content"]} for m in row["original_messages"]]
+        for i in row["train_turns"]:
+            turns.append({"conversation_id": row["conversation_id"], "turn": i, "intent": row["intent"] or "(none)",
+                          "history": original[:i], "reference": row["messages"][i]["content"],
+                          "gold_facts": list(row["gold_facts"][i]) if i < len(row["gold_facts"]) else []})
+    return turns[:limit] if limit else turns
+
+
+def route(router, threshold: float, history, student_reply: str) -> tuple[str, RouteDecision]:
+    """What Auto mode would do: teacher on a high pre-score, else look at the student's draft opening."""
+    decision = router.score(history)
+    if decision.to_teacher(threshold):
+        return "teacher", decision
+    draft = " ".join(student_reply.split()[: DRAFT_TOKENS])  # about the held-back opening
+    after = router.score(history, draft=draft)
+    return ("teacher", after) if after.to_teacher(threshold) else ("student", max(decision, after, key=lambda d: d.score))
+
+
+def _record(model: ChatModel, c: Completion, settings) -> dict:
+    return {"reply": c.text, "ttft_ms": c.ttft_ms, "latency_ms": c.latency_ms, "input_tokens": c.input_tokens,
+            "output_tokens": c.output_tokens, "tokens_per_s": c.tokens_per_s if model.generates else None,
+            "cost": reply_cost(model, c, settings), "model": model.name, "model_version": model.version}
+
+
+def score_items(items: list[dict]) -> None:
+    """Add the metric scores to each item, through the evaluate modules kept in the repo."""
+    import evaluate
+
+    if not items:
+        return
+    preds = [it["reply"] for it in items]
+    refs = [it["reference"] for it in items]
+    gold = evaluate.load(str(METRICS_DIR / "gold_fact"))
+    rouge = evaluate.load(str(METRICS_DIR / "rouge_l")).compute(predictions=preds, references=refs)["per_item"]
+    bleu = evaluate.load(str(METRICS_DIR / "bleu")).compute(predictions=preds, references=refs)["per_item"]
+    sem = evaluate.load(str(METRICS_DIR / "semantic_similarity")).compute(predictions=preds, references=refs)["per_item"]
+    for it, r, b, s in zip(items, rouge, bleu, sem):
+        it.update(rouge_l=r, bleu=b, semantic_similarity=s)
+        if it["gold_facts"]:
+            g = gold.compute(predictions=[it["reply"]], references=[it["gold_facts"]])
+            it["gold_recall"], it["gold_complete"] = g["gold_fact_recall"], g["gold_fact_accuracy"]
+        else:
+            it["gold_recall"] = it["gold_complete"] = None
+
+
+def build_models(store: Store, settings, config: EvalConfig, *, exclude: frozenset, models: dict | None = None,
+                 retriever=None, dd=None) -> dict[str, ChatModel]:
+    """The model behind each arm. The teacher's retrieval never sees the `exclude` conversations (the test split)."""
+    from assistant.retrieval import CaseBase, Embedder, Retriever, build_retriever
+    from distill import registry
+    from distill.dataset import load_dataset
+
+    models = dict(models or {})
+    if dd is None:
+        dd, _ = load_dataset(store, config.dataset)
+    if retriever is None and ({"teacher", "routed", "retrieval"} & set(config.arms)):
+        retriever = build_retriever(store, Embedder(settings.cache_dir))
+    if ("teacher" in config.arms or "routed" in config.arms) and "teacher" not in models:
+        from assistant.services import make_teacher
+
+        models["teacher"] = make_teacher(settings, Retriever(retriever.kb, retriever.cases, exclude=exclude))
+    if "base" in config.arms and "base" not in models:
+        models["base"] = LlamaStudent(settings.student_path, name="base " + Path(settings.student_path).stem,
+                                      version="base", n_ctx=settings.student_context, max_tokens=config.max_tokens)
+    if ("student" in config.arms or "routed" in config.arms) and "student" not in models:
+        row = (next(store.db.query("SELECT * FROM model_versions WHERE version = ?", [config.student]), None)
+               if config.student else registry.serving(store))
+        if config.student and row is None:
+            raise InputError(f"no model version {config.student!r} (see assistant models)")
+        if row is None:
+            raise InputError("no distilled student to evaluate yet: train one (assistant train) or leave out the student and routed arms")
+        models["student"] = LlamaStudent(row["gguf_path"], name=row["version"], version=row["version"],
+                                         n_ctx=settings.student_context, max_tokens=config.max_tokens)
+    if "retrieval" in config.arms and "retrieval" not in models:
+        train_convs = [{"id": r["conversation_id"], "messages": r["original_messages"], "resolution": "resolved", "csat": None}
+                       for r in dd["train"]]
+        models["retrieval"] = RetrievalBaseline(CaseBase(train_convs, retriever.kb.embedder))
+    return models
+
+
+def run_eval(store: Store, settings, config: EvalConfig, *, models: dict[str, ChatModel] | None = None, router=None,
+             retriever=None, judge=None, progress: Callable[[str, int, int], None] | None = None) -> int:
+    """Run the offline A/B and store it; returns the eval run id."""
+    from assistant.router import RuleRouter
+    from distill.dataset import load_dataset
+    from eval.judge import make_judge
+
+    unknown = set(config.arms) - set(ARMS)
+    if unknown:
+        raise InputError(f"unknown arms {', '.join(sorted(unknown))}; choose from {', '.join(ARMS)}")
+    dd, manifest = load_dataset(store, config.dataset)
+    turns = evaluation_turns(dd, config.limit)
+    if not turns:
+        raise InputError(f"dataset {manifest['version']} has no test turns to evaluate")
+    test_ids = frozenset(t["conversation_id"] for t in turns)
+    router = router or RuleRouter()
+    models = build_models(store, settings, config, exclude=test_ids, models=models, retriever=retriever, dd=dd)
+    judge = judge if judge is not None else make_judge(settings, config.judge)
+
+    run_id = store._write(lambda db: db["eval_runs"].insert({
+        "dataset_version": manifest["version"], "config": json.dumps(asdict(config)), "status": "running",
+        "models": json.dumps({arm: {"name": m.name, "version": m.version, "description": m.description}
+                              for arm, m in models.items()}),
+        "judge": getattr(getattr(judge, "model", None), "name", None), "started_at": now()}).last_pk)
+    items: list[dict] = []
+    direct = [a for a in config.arms if a != "routed"]
+    total = len(turns) * len(direct)
+    done = 0
+    for arm in direct:
+        model = models[arm]
+        for t in turns:
+            c = model.complete(t["history"], config.max_tokens)
+            items.append({"arm": arm, **{k: t[k] for k in ("conversation_id", "turn", "intent", "history", "reference", "gold_facts")},
+                          **_record(model, c, settings)})
+            done += 1
+            if progress:
+                progress(arm, done, total)
+    if "routed" in config.arms:
+        by_key = {(it["arm"], it["conversation_id"], it["turn"]): it for it in items}
+        for t in turns:
+            s = by_key.get(("student", t["conversation_id"], t["turn"]))
+            te = by_key.get(("teacher", t["conversation_id"], t["turn"]))
+            if s is None or te is None:
+                s = s or {**_record(models["student"], models["student"].complete(t["history"], config.max_tokens), settings)}
+                te = te or {**_record(models["teacher"], models["teacher"].complete(t["history"], config.max_tokens), settings)}
+            target, decision = route(router, settings.router_threshold, t["history"], s["reply"])
+            chosen = dict(te if target == "teacher" else s)
+            if target == "teacher" and decision.reason and "draft" in decision.reason:
+                # the student's held-back opening was spent before escalating: measured student time to it + teacher
+                draft_ms = (s["ttft_ms"] or 0) + (DRAFT_TOKENS / s["tokens_per_s"] * 1000 if s.get("tokens_per_s") else 0)
+                chosen["latency_ms"] = (te["latency_ms"] or 0) + draft_ms
+                chosen["cost"] = (te["cost"] or 0) + (s["cost"] or 0) * min(1.0, DRAFT_TOKENS / max(1, s["output_tokens"] or 1))
+            items.append({"arm": "routed", **{k: t[k] for k in ("conversation_id", "turn", "intent", "history", "reference", "gold_facts")},
+                          **{k: chosen[k] for k in ("reply", "ttft_ms", "latency_ms", "input_tokens", "output_tokens", "tokens_per_s", "cost", "model", "model_version")},
+                          "routed_to": target, "route_score": decision.score, "route_reason": decision.reason})
+    score_items(items)
+    if judge is not None:
+        for it in items:
+            it["judge"] = judge.grade(it["history"], it["reference"], it["reply"])
+        if "student" in config.arms and "teacher" in config.arms:
+            by_key = {(it["arm"], it["conversation_id"], it["turn"]): it for it in items}
+            for t in turns:
+                s, te = by_key[("student", t["conversation_id"], t["turn"])], by_key[("teacher", t["conversation_id"], t["turn"])]
+                s["pairwise_vs_teacher"] = judge.pairwise(t["history"], t["reference"], s["reply"], te["reply"])
+    with store.transaction() as db:
+        db["eval_items"].insert_all({"run_id": run_id, "arm": it["arm"], "conversation_id": it["conversation_id"],
+                                     "turn": it["turn"], "intent": it["intent"], "data": json.dumps(it, default=str)}
+                                    for it in items)
+        db["eval_runs"].update(run_id, {"status": "done", "finished_at": now(), "n_turns": len(turns)})
+    return run_id
+
+
+def load_run(store: Store, run_id: int | None = None) -> tuple[dict, list[dict]]:
+    row = (store.db["eval_runs"].get(run_id) if run_id else
+           next(store.db.query("SELECT * FROM eval_runs WHERE status = 'done' ORDER BY id DESC LIMIT 1"), None))
+    if row is None:
+        raise InputError("no finished evaluation run: run `assistant eval` first")
+    items = [json.loads(r["data"]) for r in store.db.query("SELECT data FROM eval_items WHERE run_id = ? ORDER BY id", [row["id"]])]
+    return row, items

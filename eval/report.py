@@ -1,0 +1,365 @@
+"""The A/B report a support lead reviews before trusting the student: one self-contained HTML file
+(plots embedded, opens with no server) and the same content as Markdown.
+
+Built from the store alone (the latest evaluation run, its measurements, and the chat logs), so it can be
+re-rendered any time without loading a model.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from assistant.store import Store, now
+from eval.abtest import load_run
+from eval.online import online_stats
+from eval.stats import bootstrap_ci, percentile
+
+ARM_LABELS = {"teacher": "Teacher", "student": "Distilled student", "base": "Base student", "routed": "Routed",
+              "retrieval": "Retrieval baseline (no model)"}
+COLORS = {"teacher": "#1f4e79", "student": "#2e8b57", "base": "#9aa5b1", "routed": "#d08c2b", "retrieval": "#8e6bb5"}
+
+
+def accuracy_definition(items: list[dict]) -> tuple[str, str]:
+    """(key, sentence): which per-item score is 'accuracy' for this run."""
+    if any(it.get("gold_complete") is not None for it in items):
+        return "gold_complete", ("**Accuracy** = share of evaluated agent turns whose reply states *all* the gold facts of "
+                                 "that turn (numbers, steps, names; matched on normalised text). Turns without gold facts "
+                                 "are not counted. 95% confidence intervals by bootstrap (2,000 resamples).")
+    if any(it.get("judge") for it in items):
+        return "judge_accurate", ("**Accuracy** = share of replies the judge graded correct, complete and safe against the "
+                                  "reference. 95% confidence intervals by bootstrap.")
+    return "semantic_match", ("**Accuracy** = share of replies whose meaning matches the reference (all-MiniLM cosine "
+                              "similarity ≥ 0.75); there are no gold facts and no judge for this run. 95% CIs by bootstrap.")
+
+
+def _value(it: dict, key: str):
+    if key == "judge_accurate":
+        return (it.get("judge") or {}).get("accurate")
+    if key == "semantic_match":
+        return float((it.get("semantic_similarity") or 0) >= 0.75)
+    return it.get(key)
+
+
+def summarise(items: list[dict], measurements: dict) -> tuple[dict, str, str]:
+    key, definition = accuracy_definition(items)
+    by_arm: dict[str, list[dict]] = defaultdict(list)
+    for it in items:
+        by_arm[it["arm"]].append(it)
+    summary = {}
+    for arm, rows in by_arm.items():
+        acc = [_value(r, key) for r in rows if _value(r, key) is not None]
+        lat = [r["latency_ms"] for r in rows if r.get("latency_ms") is not None]
+        costs = [r["cost"] for r in rows if r.get("cost") is not None]
+        judged = [r["judge"]["accurate"] for r in rows if r.get("judge")]
+        m = measurements.get(arm, {})
+        summary[arm] = {
+            "n": len(rows), "accuracy": bootstrap_ci(acc), "gold_recall": _mean(r.get("gold_recall") for r in rows),
+            "rouge_l": _mean(r.get("rouge_l") for r in rows), "bleu": _mean(r.get("bleu") for r in rows),
+            "semantic_similarity": _mean(r.get("semantic_similarity") for r in rows),
+            "judge_accuracy": bootstrap_ci(judged) if judged else None,
+            "p50_ms": percentile(lat, 0.5), "p95_ms": percentile(lat, 0.95),
+            "ttft_ms": percentile([r["ttft_ms"] for r in rows if r.get("ttft_ms") is not None], 0.5),
+            "tokens_per_s": percentile([r["tokens_per_s"] for r in rows if r.get("tokens_per_s")], 0.5),
+            "cost_per_1000": 1000 * sum(costs) / len(costs) if costs else None,
+            "teacher_share": (sum(r.get("routed_to") == "teacher" for r in rows) / len(rows)) if arm == "routed" else None,
+            **{k: m.get(k) for k in ("parameters", "file_mb", "peak_rss_mb", "throughput_c1_qph", "throughput_c8_qph")},
+        }
+    return summary, key, definition
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _pct_change(new, old):
+    if new is None or old in (None, 0):
+        return "–"
+    return f"{(new - old) / old * 100:+.0f}%"
+
+
+def _fmt(v, kind):
+    if v is None:
+        return "–"
+    if kind == "acc":
+        return f"{v[0]:.1%} ({v[1]:.0%}–{v[2]:.0%})"
+    if kind == "params":
+        return f"{v / 1e6:,.0f}M" if v < 1e9 else f"{v / 1e9:,.1f}B"
+    if kind == "mb":
+        return f"{v:,.0f} MB"
+    if kind == "ms":
+        return f"{v / 1000:.2f} s" if v >= 1000 else f"{v:.0f} ms"
+    if kind == "qph":
+        return f"{v:,.0f}/h"
+    if kind == "usd":
+        return f"${v:.4f}"
+    return f"{v:.3f}"
+
+
+HEADLINE = [("Parameters", "parameters", "params"), ("Peak memory (serving process)", "peak_rss_mb", "mb"),
+            ("Model file", "file_mb", "mb"), ("Latency p50", "p50_ms", "ms"), ("Latency p95", "p95_ms", "ms"),
+            ("Time to first token (p50)", "ttft_ms", "ms"), ("Accuracy", "accuracy", "acc"),
+            ("Throughput, 1 at a time", "throughput_c1_qph", "qph"), ("Throughput, 8 in parallel", "throughput_c8_qph", "qph"),
+            ("Cost per 1,000 queries", "cost_per_1000", "usd")]
+
+
+def _headline_rows(summary, left, right):
+    rows = []
+    for label, key, kind in HEADLINE:
+        a, b = summary.get(left, {}).get(key), summary.get(right, {}).get(key)
+        change = _pct_change(b[0] if isinstance(b, tuple) else b, a[0] if isinstance(a, tuple) else a)
+        rows.append((label, _fmt(a, kind), _fmt(b, kind), change))
+    return rows
+
+
+def _plot_png(draw) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.2, 3.6), dpi=110)
+    draw(ax)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def plots(items: list[dict], summary: dict, acc_key: str) -> dict[str, str]:
+    arms = [a for a in ARM_LABELS if a in summary]
+    by_arm = defaultdict(list)
+    for it in items:
+        by_arm[it["arm"]].append(it)
+
+    def latency(ax):
+        data = [[r["latency_ms"] / 1000 for r in by_arm[a] if r.get("latency_ms") is not None] for a in arms]
+        box = ax.boxplot(data, vert=False, patch_artist=True, showfliers=True)
+        for patch, a in zip(box["boxes"], arms):
+            patch.set_facecolor(COLORS[a])
+            patch.set_alpha(0.6)
+        ax.set_yticks(range(1, len(arms) + 1), [ARM_LABELS[a] for a in arms])
+        ax.set_xscale("symlog", linthresh=0.1)
+        ax.set_xlabel("seconds per reply (log scale)")
+        ax.set_title("Reply latency")
+
+    def per_intent(ax):
+        intents = sorted({it["intent"] for it in items})
+        width = 0.8 / max(1, len(arms))
+        for k, a in enumerate(arms):
+            vals = []
+            for intent in intents:
+                v = [_value(r, acc_key) for r in by_arm[a] if r["intent"] == intent and _value(r, acc_key) is not None]
+                vals.append(sum(v) / len(v) if v else 0)
+            ax.bar([i + k * width for i in range(len(intents))], vals, width, label=ARM_LABELS[a], color=COLORS[a])
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(intents))], intents, rotation=70, fontsize=6)
+        ax.set_ylabel("accuracy")
+        ax.set_title("Accuracy per intent")
+        ax.legend(fontsize=6, ncols=3)
+
+    def acc_latency(ax):
+        for a in arms:
+            s = summary[a]
+            if s["accuracy"] and s["p50_ms"] is not None:
+                ax.scatter(s["p50_ms"] / 1000, s["accuracy"][0], s=80, color=COLORS[a], label=ARM_LABELS[a])
+                ax.errorbar(s["p50_ms"] / 1000, s["accuracy"][0],
+                            yerr=[[s["accuracy"][0] - s["accuracy"][1]], [s["accuracy"][2] - s["accuracy"][0]]], color=COLORS[a])
+        ax.set_xscale("symlog", linthresh=0.1)
+        ax.set_xlabel("median latency, seconds (log scale)")
+        ax.set_ylabel("accuracy (95% CI)")
+        ax.set_title("Accuracy vs latency")
+        ax.legend(fontsize=7)
+
+    def cost_quality(ax):
+        for a in arms:
+            s = summary[a]
+            if s["accuracy"] and s["cost_per_1000"] is not None:
+                ax.scatter(s["cost_per_1000"], s["accuracy"][0], s=80, color=COLORS[a], label=ARM_LABELS[a])
+        ax.set_xlabel("US$ per 1,000 queries")
+        ax.set_ylabel("accuracy")
+        ax.set_title("Cost vs quality")
+        ax.legend(fontsize=7)
+
+    return {"Reply latency": _plot_png(latency), "Accuracy per intent": _plot_png(per_intent),
+            "Accuracy vs latency": _plot_png(acc_latency), "Cost vs quality": _plot_png(cost_quality)}
+
+
+def worst_student_answers(items: list[dict], n: int = 8) -> list[dict]:
+    teacher = {(it["conversation_id"], it["turn"]): it for it in items if it["arm"] == "teacher"}
+    student = [it for it in items if it["arm"] == "student"]
+    student.sort(key=lambda it: ((it.get("gold_recall") if it.get("gold_recall") is not None else 1.0),
+                                 it.get("semantic_similarity") or 0))
+    out = []
+    for it in student[:n]:
+        t = teacher.get((it["conversation_id"], it["turn"]), {})
+        out.append({"customer": next((m["content"] for m in reversed(it["history"]) if m["role"] == "user"), ""),
+                    "student": it["reply"], "teacher": t.get("reply", "–"), "reference": it["reference"],
+                    "gold_facts": it.get("gold_facts") or [], "intent": it["intent"]})
+    return out
+
+
+def verdicts(summary: dict) -> list[str]:
+    out = []
+    s, t, r, b = (summary.get(k) for k in ("student", "teacher", "retrieval", "base"))
+    if s and t and s["accuracy"] and t["accuracy"] and t["accuracy"][0]:
+        out.append(f"The distilled student keeps **{s['accuracy'][0] / t['accuracy'][0]:.0%} of the teacher's accuracy** "
+                   f"({s['accuracy'][0]:.1%} vs {t['accuracy'][0]:.1%}; the reference case study kept 92%).")
+    if s and r and s["accuracy"] and r["accuracy"]:
+        if s["accuracy"][1] > r["accuracy"][2]:
+            out.append("The student **beats the no-model retrieval baseline** beyond the confidence intervals: it is worth serving.")
+        elif s["accuracy"][0] > r["accuracy"][0]:
+            out.append("The student scores above the no-model retrieval baseline, but the confidence intervals overlap: "
+                       "the advantage is not established on this test set.")
+        else:
+            out.append("⚠️ **The student does not beat the no-model retrieval baseline** (returning the agent reply of the most "
+                       "similar past conversation). It is not worth serving as it is: train longer or on more data.")
+    if s and b and s["accuracy"] and b["accuracy"]:
+        out.append(f"Distillation moved accuracy from {b['accuracy'][0]:.1%} (base student) to {s['accuracy'][0]:.1%}.")
+    if s and t and s.get("p50_ms") and t.get("p50_ms"):
+        out.append(f"Median latency {_fmt(t['p50_ms'], 'ms')} (teacher) → {_fmt(s['p50_ms'], 'ms')} (student), "
+                   f"{_pct_change(s['p50_ms'], t['p50_ms'])}.")
+    return out
+
+
+def build_report(store: Store, settings, run_id: int | None = None) -> tuple[Path, Path]:
+    run, items = load_run(store, run_id)
+    measurements = json.loads(run["measurements"] or "{}")
+    summary, acc_key, definition = summarise(items, measurements)
+    models = json.loads(run["models"] or "{}")
+    config = json.loads(run["config"] or "{}")
+    online = online_stats(store)
+    figures = plots(items, summary, acc_key)
+    worst = worst_student_answers(items)
+    judge_note = (f"Judge: **{run['judge']}** graded correctness, completeness and safety against the reference; student "
+                  "vs teacher was also compared pairwise, asked in both orders to cancel position bias."
+                  if run["judge"] else
+                  "**Judge skipped**: no capable judge model is configured (the offline stand-ins are not judges). "
+                  "Set a teacher endpoint, or `assistant eval --judge BASE_URL#MODEL`, to add judge accuracy.")
+    arms_cmd = ",".join(config.get("arms", []))
+    reproduce = (f"assistant eval --dataset {run['dataset_version']} --arms {arms_cmd}"
+                 + (f" --student {config['student']}" if config.get("student") else "") + " && assistant report")
+    teacher_note = ""
+    if models.get("teacher", {}).get("name") == "case-based":
+        teacher_note = ("The teacher here is the offline case-based stand-in (no teacher API configured): it answers with "
+                        "agents' replies from similar resolved conversations, never from the test conversations.")
+
+    md, body = [], []
+    title = f"Distillation A/B report — run {run['id']}"
+    md.append(f"# {title}\n\nGenerated {now()} from dataset `{run['dataset_version']}`, {run['n_turns']} held-out agent turns.\n")
+    body.append(f"<h1>{html.escape(title)}</h1><p class='muted'>Generated {now()} · dataset <code>{run['dataset_version']}</code> · "
+                f"{run['n_turns']} held-out agent turns (test split, never trained on)</p>")
+    v = verdicts(summary)
+    if v:
+        md.append("\n".join(f"- {x}" for x in v) + "\n")
+        body.append("<div class='verdict'><ul>" + "".join(f"<li>{_md_inline(x)}</li>" for x in v) + "</ul></div>")
+    md.append(definition + "\n")
+    body.append(f"<p>{_md_inline(definition)}</p>")
+    if teacher_note:
+        md.append(f"> {teacher_note}\n")
+        body.append(f"<p class='note'>{html.escape(teacher_note)}</p>")
+
+    def table(title_, header, rows):
+        md.append(f"\n## {title_}\n\n| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n" +
+                  "\n".join("| " + " | ".join(r) + " |" for r in rows) + "\n")
+        body.append(f"<h2>{html.escape(title_)}</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) +
+                    "</tr>" + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
+
+    if "teacher" in summary and "student" in summary:
+        table("Headline: teacher vs distilled student", ["", "Teacher", "Distilled student", "Change"],
+              _headline_rows(summary, "teacher", "student"))
+    if "base" in summary and "student" in summary:
+        table("Base vs distilled student", ["", "Base student", "Distilled student", "Change"],
+              _headline_rows(summary, "base", "student"))
+    arms = [a for a in ARM_LABELS if a in summary]
+    table("All arms", ["Arm", "Model", "Accuracy (95% CI)", "Gold-fact recall", "ROUGE-L", "BLEU", "Semantic sim.",
+                       "Judge accuracy", "p50", "p95", "Tokens/s", "Cost / 1k", "To teacher"],
+          [[ARM_LABELS[a], models.get(a, {}).get("name", "–"), _fmt(summary[a]["accuracy"], "acc"),
+            _fmt(summary[a]["gold_recall"], "x"), _fmt(summary[a]["rouge_l"], "x"),
+            "–" if summary[a]["bleu"] is None else f"{summary[a]['bleu']:.1f}", _fmt(summary[a]["semantic_similarity"], "x"),
+            _fmt(summary[a]["judge_accuracy"], "acc"), _fmt(summary[a]["p50_ms"], "ms"), _fmt(summary[a]["p95_ms"], "ms"),
+            "–" if not summary[a]["tokens_per_s"] else f"{summary[a]['tokens_per_s']:.0f}", _fmt(summary[a]["cost_per_1000"], "usd"),
+            "–" if summary[a]["teacher_share"] is None else f"{summary[a]['teacher_share']:.0%}"] for a in arms])
+    md.append(f"\n{judge_note}\n")
+    body.append(f"<p>{_md_inline(judge_note)}</p>")
+    pair = [it.get("pairwise_vs_teacher") for it in items if it["arm"] == "student" and it.get("pairwise_vs_teacher")]
+    if pair:
+        line = (f"Pairwise (student vs teacher, both orders): student better {pair.count('first')}, teacher better "
+                f"{pair.count('second')}, tie or inconsistent {pair.count('tie')}.")
+        md.append(line + "\n")
+        body.append(f"<p>{html.escape(line)}</p>")
+
+    body.append("<h2>Plots</h2><div class='grid'>" + "".join(
+        f"<figure><img alt='{html.escape(k)}' src='data:image/png;base64,{b}'/><figcaption>{html.escape(k)}</figcaption></figure>"
+        for k, b in figures.items()) + "</div>")
+    md.append("\n## Plots\n\nSee the HTML report (plots are embedded there).\n")
+
+    online_rows = [[arm, str(s["exchanges"]), str(s["rated"]),
+                    "–" if s["thumbs_up_rate"] is None else f"{s['thumbs_up_rate']:.0%}", _fmt(s["p50_latency_ms"], "ms"),
+                    _fmt(s["p95_latency_ms"], "ms"), _fmt(s["cost_per_1000"], "usd")] for arm, s in sorted(online["arms"].items())]
+    if online_rows:
+        table("Online: from the chat logs", ["Arm", "Exchanges", "Rated", "Thumbs up", "p50", "p95", "Cost / 1k"], online_rows)
+        comp = online["student_vs_teacher_thumbs"]
+        sentence = comp["plain"] if comp else "Not enough rated student and teacher replies to compare thumbs-up rates yet."
+        sh = online["shadow"]
+        sentence += (f" Shadow answers: {sh['answers']} stored, {sh['judged']} judged"
+                     + (f"; the judge found the student accurate on {sh['student_accuracy']:.0%} of shadowed turns." if sh["student_accuracy"] is not None else "."))
+        md.append(sentence + "\n")
+        body.append(f"<p>{html.escape(sentence)}</p>")
+    else:
+        md.append("\n## Online\n\nNo chat exchanges logged yet.\n")
+        body.append("<h2>Online: from the chat logs</h2><p>No chat exchanges logged yet.</p>")
+
+    if worst:
+        md.append("\n## Worst student answers, for review\n")
+        body.append("<h2>Worst student answers, for review</h2>")
+        for w in worst:
+            facts = ", ".join(w["gold_facts"]) or "none"
+            md.append(f"\n**Customer ({w['intent']}):** {w['customer']}\n\n- Student: {w['student']}\n- Teacher: {w['teacher']}\n"
+                      f"- Reference: {w['reference']}\n- Gold facts: {facts}\n")
+            body.append(f"<div class='case'><p><b>Customer</b> <span class='muted'>({html.escape(w['intent'])})</span>: "
+                        f"{html.escape(w['customer'])}</p><table class='side'><tr><th>Student</th><th>Teacher</th><th>Reference</th></tr>"
+                        f"<tr><td>{html.escape(w['student'])}</td><td>{html.escape(w['teacher'])}</td><td>{html.escape(w['reference'])}</td></tr>"
+                        f"</table><p class='muted'>Gold facts: {html.escape(facts)}</p></div>")
+
+    prov = [f"Dataset: {run['dataset_version']}", "Models: " + "; ".join(f"{a}: {m['name']} ({m['version']})" for a, m in models.items()),
+            f"Evaluation run {run['id']}, started {run['started_at']}, finished {run['finished_at']}",
+            f"Reproduce: {reproduce}"]
+    md.append("\n## What produced this report\n\n" + "\n".join(f"- {p}" for p in prov) + "\n")
+    body.append("<h2>What produced this report</h2><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in prov) + "</ul>")
+
+    out_dir = settings.home / "reports"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>"
+    html_path, md_path = out_dir / f"report-{run['id']}.html", out_dir / f"report-{run['id']}.md"
+    html_path.write_text(page, encoding="utf-8")
+    md_path.write_text("\n".join(md), encoding="utf-8")
+    (out_dir / "latest.html").write_text(page, encoding="utf-8")
+    (out_dir / "latest.md").write_text("\n".join(md), encoding="utf-8")
+    return html_path, md_path
+
+
+def _md_inline(text: str) -> str:
+    import re
+
+    escaped = html.escape(text)
+    escaped = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escaped)
+    escaped = re.sub(r"\*(.+?)\*", r"<i>\1</i>", escaped)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", escaped)
+
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;color:#1b2733;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:4px} h2{margin-top:1.6em;border-bottom:1px solid #e3e8ee;padding-bottom:4px}
+.muted{color:#6b7785} .note{background:#fff8e6;border-left:4px solid #d08c2b;padding:8px 12px}
+.verdict{background:#eef6f1;border-left:4px solid #2e8b57;padding:4px 12px;font-size:1.05em}
+table{border-collapse:collapse;margin:8px 0;font-size:.92em} th,td{border:1px solid #e3e8ee;padding:5px 8px;text-align:left;vertical-align:top}
+th{background:#f5f7fa} .grid{display:grid;grid-template-columns:1fr 1fr;gap:12px} figure{margin:0} img{width:100%}
+figcaption{color:#6b7785;font-size:.85em} .case{margin:12px 0;padding:8px 12px;background:#fafbfc;border:1px solid #e3e8ee}
+.side td{width:33%} code{background:#f1f3f5;padding:1px 4px;border-radius:3px}
+"""
