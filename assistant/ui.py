@@ -269,6 +269,40 @@ def build_app(services) -> gr.Blocks:
             head += f"\n\n⚠️ {job['error']}"
         return head, job["log"] or ""
 
+    def report_frame():
+        import html as html_lib
+
+        latest = services.settings.home / "reports" / "latest.html"
+        if not latest.exists():
+            return "<p>No report yet: run an evaluation below (it needs a trained student: see the Retrain tab).</p>"
+        page = html_lib.escape(latest.read_text(encoding="utf-8"), quote=True)
+        return f'<iframe style="width:100%;height:900px;border:1px solid #e3e8ee" srcdoc="{page}"></iframe>'
+
+    def start_eval(limit):
+        from eval.abtest import EvalConfig, run_eval
+        from eval.report import build_report
+
+        def work(log, progress, should_stop):
+            def show(arm, done, total):
+                if should_stop():
+                    raise AssistantError("evaluation cancelled")
+                progress({"line": f"{arm}: {done}/{total} replies", "step": done, "total": total})
+
+            run_id = run_eval(store, services.settings, EvalConfig(limit=int(limit) if limit else None), progress=show,
+                              retriever=services.retriever)
+            log(f"evaluation run {run_id} stored; measuring memory and throughput")
+            from assistant.cli import measure_run
+
+            measure_run(store, services.settings, run_id)
+            path, _ = build_report(store, services.settings, run_id)
+            log(f"report written: {path}")
+            return {"run": run_id, "report": str(path)}
+
+        try:
+            return f"Started job {runner.start('evaluation', work)}; progress shows on the Retrain tab and below."
+        except AssistantError as exc:
+            return f"⚠️ {exc}"
+
     def clear():
         return [], panel_markdown(None), new_session(), {}, "", None, ""
 
@@ -348,6 +382,17 @@ def build_app(services) -> gr.Blocks:
             job_status = gr.Markdown(elem_id="job-status")
             job_log = gr.Textbox(label="Log", lines=12, max_lines=30, autoscroll=True, interactive=False)
             timer = gr.Timer(1.0)
+        with gr.Tab("Report"):
+            with gr.Row():
+                eval_limit = gr.Number(None, label="Evaluate at most N test turns (empty: all)", precision=0)
+                eval_btn = gr.Button("Run evaluation", variant="primary")
+                refresh_btn = gr.Button("Show latest report")
+            eval_msg = gr.Markdown()
+            eval_status = gr.Markdown()
+            report_html = gr.HTML(report_frame())
+        eval_btn.click(start_eval, [eval_limit], [eval_msg], api_name="evaluate")
+        refresh_btn.click(report_frame, None, [report_html], api_name=False)
+        timer.tick(lambda: job_view()[0], None, [eval_status], api_name=False)
         retrain_btn.click(start_retrain, [retrain_file, retrain_epochs], [retrain_msg], api_name="retrain")
         cancel_btn.click(cancel_retrain, None, [retrain_msg], api_name="cancel_retrain")
         timer.tick(job_view, None, [job_status, job_log], api_name=False)
