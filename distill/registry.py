@@ -54,8 +54,11 @@ def rollback(store: Store) -> str:
 def describe(row: dict) -> str:
     metrics = json.loads(row["metrics"] or "{}")
     evaluation = json.loads(row["evaluation"] or "{}")
-    val = metrics.get("best_val_loss")
-    score = evaluation.get("candidate_score")
-    return (f"{row['version']:28} {row['status']:9} dataset {row['dataset_version']}  "
-            f"val loss {val:.4f}  " if val is not None else f"{row['version']:28} {row['status']:9} ") + (
-        f"quick-eval {score:.3f}  " if score is not None else "") + f"{row['gguf_type']} {row['gguf_bytes'] / 1e6:.0f} MB  {row['created_at']}"
+    parts = [f"{row['version']:26}", f"{row['status']:9}", f"dataset {row['dataset_version']}"]
+    if metrics.get("best_val_loss") is not None:
+        parts.append(f"val loss {metrics['best_val_loss']:.4f}")
+    if evaluation.get("candidate_score") is not None:
+        parts.append(f"quick eval {evaluation['candidate_score']:.3f} vs serving {evaluation['serving_score']:.3f}")
+    parts.append(f"{row['gguf_type']} {row['gguf_bytes'] / 1e6:.0f} MB")
+    parts.append(row["created_at"])
+    return "  ".join(parts)

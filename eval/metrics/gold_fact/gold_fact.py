@@ -1,31 +1,12 @@
 """Gold-fact accuracy: does each reply state the facts its turn needed (numbers, steps, names)?
 
 Loaded offline with evaluate.load("eval/metrics/gold_fact"). Matching is on normalised text (case,
-dashes, contractions, ranges, punctuation); see eval/scoring.py, which this module mirrors so it can be
-loaded on its own.
+dashes, contractions, ranges, punctuation), the same `normalise` as eval/scoring.py.
 """
-import re
-import unicodedata
-
 import datasets
 import evaluate
 
-_CONTRACTIONS = {"can't": "cannot", "won't": "will not", "n't": " not", "'re": " are", "'ll": " will", "'ve": " have",
-                 "'m": " am", "it's": "it is", "that's": "that is", "there's": "there is", "you're": "you are"}
-
-
-def normalise(text):
-    text = unicodedata.normalize("NFKC", text or "").lower()
-    text = text.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
-    text = re.sub(r"[‐-―−]", "-", text)
-    for short, long in _CONTRACTIONS.items():
-        text = text.replace(short, long)
-    text = re.sub(r"(\d),(\d{3})\b", r"\1\2", text)
-    text = re.sub(r"(\d)\s*(?:-|to|–)\s*(\d)", r"\1-\2", text)
-    text = re.sub(r"[*_`#]", "", text)
-    text = re.sub(r"[^\w$%@./>+-]+", " ", text)
-    text = re.sub(r"(?<!\d)[.](?!\d)", " ", text)
-    return " ".join(text.split())
+from eval.scoring import normalise
 
 
 class GoldFact(evaluate.Metric):
