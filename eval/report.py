@@ -161,7 +161,7 @@ def plots(items: list[dict], summary: dict, acc_key: str) -> dict[str, str]:
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(intents))], intents, rotation=70, fontsize=6)
         ax.set_ylabel("accuracy")
         ax.set_title("Accuracy per intent")
-        ax.legend(fontsize=6, ncols=3)
+        ax.legend(fontsize=6, ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.08), frameon=False)
 
     def acc_latency(ax):
         for a in arms:
