@@ -368,6 +368,10 @@ def eval_cmd(
     bar = tqdm(unit=" replies", desc="evaluating", disable=None)
 
     def show(arm, done, total):
+        if bar.disable:  # not a terminal: a line every 25 replies for the log
+            if done % 25 == 0 or done == total:
+                typer.echo(f"{done}/{total} replies ({arm})")
+            return
         bar.total, bar.n = total, done
         bar.set_postfix_str(arm)
         bar.refresh()
