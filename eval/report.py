@@ -80,7 +80,10 @@ def _mean(values):
 def _pct_change(new, old):
     if new is None or old in (None, 0):
         return "–"
-    return f"{(new - old) / old * 100:+.0f}%"
+    ratio = new / old
+    if ratio >= 10 or (0 < ratio <= 0.1):
+        return f"×{ratio:,.0f}" if ratio >= 10 else f"÷{1 / ratio:,.0f}"  # "+166015%" reads worse than "×1,660"
+    return f"{(ratio - 1) * 100:+.0f}%"
 
 
 def _fmt(v, kind):
@@ -93,7 +96,7 @@ def _fmt(v, kind):
     if kind == "mb":
         return f"{v:,.0f} MB"
     if kind == "ms":
-        return f"{v / 1000:.2f} s" if v >= 1000 else f"{v:.0f} ms"
+        return f"{v / 1000:.2f} s" if v >= 1000 else f"{v:.0f} ms" if v >= 10 else f"{v:.1f} ms"
     if kind == "qph":
         return f"{v:,.0f}/h"
     if kind == "usd":
@@ -279,7 +282,7 @@ def build_report(store: Store, settings, run_id: int | None = None) -> tuple[Pat
     arms = [a for a in ARM_LABELS if a in summary]
     table("All arms", ["Arm", "Model", "Accuracy (95% CI)", "Gold-fact recall", "ROUGE-L", "BLEU", "Semantic sim.",
                        "Judge accuracy", "p50", "p95", "Tokens/s", "Cost / 1k", "To teacher"],
-          [[ARM_LABELS[a], models.get(a, {}).get("name", "–"), _fmt(summary[a]["accuracy"], "acc"),
+          [[ARM_LABELS[a], models.get(a, {}).get("name") or ("router: student + teacher" if a == "routed" else "–"), _fmt(summary[a]["accuracy"], "acc"),
             _fmt(summary[a]["gold_recall"], "x"), _fmt(summary[a]["rouge_l"], "x"),
             "–" if summary[a]["bleu"] is None else f"{summary[a]['bleu']:.1f}", _fmt(summary[a]["semantic_similarity"], "x"),
             _fmt(summary[a]["judge_accuracy"], "acc"), _fmt(summary[a]["p50_ms"], "ms"), _fmt(summary[a]["p95_ms"], "ms"),
