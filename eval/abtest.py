@@ -142,6 +142,16 @@ def build_models(store: Store, settings, config: EvalConfig, *, exclude: frozens
     return models
 
 
+def _judge_label(judge) -> str | None:
+    """The judge model and the versions of its prompts, as stored with the run."""
+    if judge is None:
+        return None
+    from eval.judge import GRADE_V1, PAIRWISE_V1
+
+    return (f"{judge.model.name} (prompts {GRADE_V1.id}@{GRADE_V1.hash[:8]}, "
+            f"{PAIRWISE_V1.id}@{PAIRWISE_V1.hash[:8]})")
+
+
 def run_eval(store: Store, settings, config: EvalConfig, *, models: dict[str, ChatModel] | None = None, router=None,
              retriever=None, judge=None, progress: Callable[[str, int, int], None] | None = None) -> int:
     """Run the offline A/B and store it; returns the eval run id."""
@@ -165,7 +175,7 @@ def run_eval(store: Store, settings, config: EvalConfig, *, models: dict[str, Ch
         "dataset_version": manifest["version"], "config": json.dumps(asdict(config)), "status": "running",
         "models": json.dumps({arm: {"name": m.name, "version": m.version, "description": m.description}
                               for arm, m in models.items()}),
-        "judge": getattr(getattr(judge, "model", None), "name", None), "started_at": now()}).last_pk)
+        "judge": _judge_label(judge), "started_at": now()}).last_pk)
     items: list[dict] = []
     direct = [a for a in config.arms if a != "routed"]
     total = len(turns) * len(direct)
@@ -206,6 +216,10 @@ def run_eval(store: Store, settings, config: EvalConfig, *, models: dict[str, Ch
             for t in turns:
                 s, te = by_key[("student", t["conversation_id"], t["turn"])], by_key[("teacher", t["conversation_id"], t["turn"])]
                 s["pairwise_vs_teacher"] = judge.pairwise(t["history"], t["reference"], s["reply"], te["reply"])
+    if judge is not None:
+        from eval.online import judge_shadows
+
+        judge_shadows(store, judge)  # the online shadow answers collected since the last run
     with store.transaction() as db:
         db["eval_items"].insert_all({"run_id": run_id, "arm": it["arm"], "conversation_id": it["conversation_id"],
                                      "turn": it["turn"], "intent": it["intent"], "data": json.dumps(it, default=str)}

@@ -189,3 +189,31 @@ def test_offline_ab_with_fake_models_scores_routes_and_stores(settings, fake_emb
     routed = [it for it in items if it["arm"] == "routed"]
     # an evasive student draft goes to the teacher, and the routed latency includes the wasted draft
     assert all(it["routed_to"] == "teacher" and it["reply"] == "Teacher answer." for it in routed)
+
+
+def test_shadow_answers_are_stored_never_shown_and_judged_later(settings, fake_embedder):
+    from dataclasses import replace
+
+    from assistant.chat import reply
+    from assistant.retrieval import CaseBase, KnowledgeBase, Retriever
+    from assistant.router import RuleRouter
+    from assistant.services import Services
+    from assistant.store import open_store
+    from eval.online import judge_shadows, online_stats
+
+    services = Services(settings=replace(settings, shadow_rate=1.0), store=open_store(settings),
+                        retriever=Retriever(KnowledgeBase([], fake_embedder), CaseBase([], fake_embedder)),
+                        student=FakeModel("student", "student", replies=["Student reply."]),
+                        teacher=FakeModel("teacher", "teacher", replies=["Teacher shadow reply."]), router=RuleRouter())
+    ex = reply(services, [{"role": "user", "content": "where is my order"}], "Student", "s1")
+    assert ex["reply"] == "Student reply."  # the customer only ever sees the student
+    import time
+
+    for _ in range(50):
+        if services.store.count("shadow_answers"):
+            break
+        time.sleep(0.05)
+    row = services.store.db["shadow_answers"].get(1)
+    assert row["exchange_id"] == ex["id"] and row["reply"] == "Teacher shadow reply." and row["judge"] is None
+    assert judge_shadows(services.store, Judge(AlwaysA())) == 1
+    assert online_stats(services.store)["shadow"] == {"answers": 1, "judged": 1, "student_accuracy": 1.0}
