@@ -255,7 +255,7 @@ def build_app(services) -> gr.Blocks:
 
         job = runner.latest()
         if job is None:
-            return "No retraining job yet.", ""
+            return "No background job yet.", ""
         progress = json.loads(job["progress"] or "{}")
         head = f"**Job {job['id']} ({job['kind']}): {job['status']}**"
         if progress.get("total"):
@@ -357,12 +357,12 @@ def build_app(services) -> gr.Blocks:
             with gr.Row():
                 source = gr.Radio(["teacher", "logged", "both"], value=default_source, label="Label source")
                 concurrency = gr.Slider(1, 32, value=4, step=1, label="Concurrency")
-                limit = gr.Number(None, label="Max conversations (empty: all)", precision=0)
+                limit = gr.Number(None, label="Max conversations (0 = all)", precision=0)
             with gr.Row():
                 final_only = gr.Checkbox(False, label="Final agent turn only")
                 resolved_only = gr.Checkbox(False, label="Resolved conversations only")
-                min_csat = gr.Number(None, label="Min CSAT (1-5)")
-                budget = gr.Number(None, label="Budget cap (US$)")
+                min_csat = gr.Number(None, label="Min CSAT (1-5; 0 = any)")
+                budget = gr.Number(None, label="Budget cap in US$ (0 = none)")
             label_btn = gr.Button("Label and build dataset", variant="primary")
             label_status = gr.Markdown(elem_id="label-status")
             rejected_table = gr.Dataframe(headers=["conversation", "turn", "reason", "reply"], label="Rejected labels (for review)",
@@ -370,8 +370,8 @@ def build_app(services) -> gr.Blocks:
         with gr.Tab("Retrain"):
             gr.Markdown("### Retrain the student from a transcript export\nImport → label → train (LoRA) → evaluate on "
                         "the validation split → promote only if it beats the serving student. Runs in the background; "
-                        "reloading the page keeps the job. On this CPU a full run on a few hundred conversations takes "
-                        "about half an hour per epoch.")
+                        "reloading the page keeps the job. On a 2-core CPU, training takes about 10 minutes per epoch "
+                        "per 450 conversations.")
             with gr.Row():
                 retrain_file = gr.File(label="Transcript export", file_count="single", scale=2)
                 with gr.Column(scale=1):
@@ -384,7 +384,7 @@ def build_app(services) -> gr.Blocks:
             timer = gr.Timer(1.0)
         with gr.Tab("Report"):
             with gr.Row():
-                eval_limit = gr.Number(None, label="Evaluate at most N test turns (empty: all)", precision=0)
+                eval_limit = gr.Number(None, label="Evaluate at most N test turns (0 = all)", precision=0)
                 eval_btn = gr.Button("Run evaluation", variant="primary")
                 refresh_btn = gr.Button("Show latest report")
             eval_msg = gr.Markdown()
