@@ -248,22 +248,29 @@ def _train_help(name: str) -> str:
     return config_help()[name]
 
 
+def _train_default(name: str):
+    """CLI defaults come from TrainConfig itself, so the two never drift apart."""
+    from distill.train import TrainConfig
+
+    return getattr(TrainConfig(), name)
+
+
 @app.command("train")
 @friendly
 def train_cmd(
     dataset: str = typer.Option(None, help="Dataset version (default: the newest)."),
-    epochs: int = typer.Option(3, help=_train_help("epochs")),
-    learning_rate: float = typer.Option(2e-4, help=_train_help("learning_rate")),
-    batch_size: int = typer.Option(8, help=_train_help("batch_size")),
-    grad_accum: int = typer.Option(2, help=_train_help("grad_accum")),
-    lora_r: int = typer.Option(16, help=_train_help("lora_r")),
-    lora_alpha: int = typer.Option(32, help=_train_help("lora_alpha")),
-    lora_dropout: float = typer.Option(0.05, help=_train_help("lora_dropout")),
-    max_length: int = typer.Option(1024, help=_train_help("max_length")),
-    turns: str = typer.Option("all", help=_train_help("turns")),
-    early_stopping_patience: int = typer.Option(1, help=_train_help("early_stopping_patience")),
-    max_steps: int = typer.Option(0, help=_train_help("max_steps")),
-    seed: int = typer.Option(42, help=_train_help("seed")),
+    epochs: int = typer.Option(_train_default("epochs"), help=_train_help("epochs")),
+    learning_rate: float = typer.Option(_train_default("learning_rate"), help=_train_help("learning_rate")),
+    batch_size: int = typer.Option(_train_default("batch_size"), help=_train_help("batch_size")),
+    grad_accum: int = typer.Option(_train_default("grad_accum"), help=_train_help("grad_accum")),
+    lora_r: int = typer.Option(_train_default("lora_r"), help=_train_help("lora_r")),
+    lora_alpha: int = typer.Option(_train_default("lora_alpha"), help=_train_help("lora_alpha")),
+    lora_dropout: float = typer.Option(_train_default("lora_dropout"), help=_train_help("lora_dropout")),
+    max_length: int = typer.Option(_train_default("max_length"), help=_train_help("max_length")),
+    turns: str = typer.Option(_train_default("turns"), help=_train_help("turns")),
+    early_stopping_patience: int = typer.Option(_train_default("early_stopping_patience"), help=_train_help("early_stopping_patience")),
+    max_steps: int = typer.Option(_train_default("max_steps"), help=_train_help("max_steps")),
+    seed: int = typer.Option(_train_default("seed"), help=_train_help("seed")),
     export_type: str = typer.Option("q8_0", help="GGUF type for serving: q8_0, f16 or q4_0."),
     eval_limit: int = typer.Option(40, help="Validation turns in the promotion check."),
     promote: bool = typer.Option(True, "--promote/--no-promote", help="Compare with the serving student and promote if better."),
