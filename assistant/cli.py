@@ -386,23 +386,12 @@ def eval_cmd(
     run_id = run_eval(store, settings, config, progress=show)
     bar.close()
     if measure:
+        from eval.measure import measure_run
+
         typer.echo("measuring memory and throughput per arm...")
         measure_run(store, settings, run_id)
     html_path, md_path = build_report(store, settings, run_id)
     typer.echo(f"evaluation run {run_id} stored; report: {html_path}")
-
-
-def measure_run(store, settings, run_id: int) -> None:
-    import json
-
-    from eval.abtest import EvalConfig, build_models
-    from eval.measure import measure_arms
-
-    run = store.db["eval_runs"].get(run_id)
-    config = EvalConfig(**{k: (tuple(v) if k == "arms" else v) for k, v in json.loads(run["config"]).items()})
-    models = build_models(store, settings, config, exclude=frozenset())
-    models.pop("routed", None)
-    store._write(lambda db: db["eval_runs"].update(run_id, {"measurements": json.dumps(measure_arms(models, settings))}))
 
 
 @app.command("report")

@@ -88,14 +88,10 @@ def make_teacher(settings: Settings, retriever: Retriever, http_client=None) -> 
     return CaseTeacher(retriever)
 
 
-def serving_student(store: Store, settings: Settings) -> ChatModel:
-    from distill.pipeline import serving_student as _serving
-
-    return _serving(store, settings)
-
-
 def build_services(settings: Settings, *, student: ChatModel | None = None, teacher: ChatModel | None = None,
                    embedder: Embedder | None = None) -> Services:
+    from distill.pipeline import serving_student
+
     store = open_store(settings)
     if settings.seed_sample:
         added = seed_sample(store)
@@ -107,7 +103,7 @@ def build_services(settings: Settings, *, student: ChatModel | None = None, teac
         settings=settings,
         store=store,
         retriever=retriever,
-        student=student or serving_student(store, settings),
+        student=student or serving_student(store, settings),  # the promoted version, else the base
         teacher=teacher or make_teacher(settings, retriever),
         router=RuleRouter(),
         follow_registry=student is None,

@@ -291,7 +291,7 @@ def build_app(services) -> gr.Blocks:
             run_id = run_eval(store, services.settings, EvalConfig(limit=int(limit) if limit else None), progress=show,
                               retriever=services.retriever)
             log(f"evaluation run {run_id} stored; measuring memory and throughput")
-            from assistant.cli import measure_run
+            from eval.measure import measure_run
 
             measure_run(store, services.settings, run_id)
             path, _ = build_report(store, services.settings, run_id)

@@ -84,5 +84,16 @@ def measure_arms(models: dict, settings, n_queries: int = 8) -> dict:
     return out
 
 
+def measure_run(store, settings, run_id: int) -> None:
+    """Measure the arms of a stored evaluation run and store the figures with it (the report reads them)."""
+    from eval.abtest import EvalConfig, build_models
+
+    run = store.db["eval_runs"].get(run_id)
+    config = EvalConfig(**{k: (tuple(v) if k == "arms" else v) for k, v in json.loads(run["config"]).items()})
+    models = build_models(store, settings, config, exclude=frozenset())
+    models.pop("routed", None)
+    store._write(lambda db: db["eval_runs"].update(run_id, {"measurements": json.dumps(measure_arms(models, settings))}))
+
+
 if __name__ == "__main__":
     _child(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "")

@@ -147,8 +147,6 @@ def test_bad_options_are_named(store, settings):
 
 
 def test_batch_mode_submits_polls_collects_and_resumes(store, settings, retriever):
-    from distill.label import split_cached  # noqa: F401  (same cache as live calls)
-
     with FakeTeacher() as fake:
         backend = backend_for(fake)
         r = label(store, settings, LabelOptions(source="teacher", batch=True, poll_s=0.01), backend=backend,
