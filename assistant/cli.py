@@ -271,7 +271,10 @@ def train_cmd(
     early_stopping_patience: int = typer.Option(_train_default("early_stopping_patience"), help=_train_help("early_stopping_patience")),
     max_steps: int = typer.Option(_train_default("max_steps"), help=_train_help("max_steps")),
     seed: int = typer.Option(_train_default("seed"), help=_train_help("seed")),
-    export_type: str = typer.Option("q8_0", help="GGUF type for serving: q8_0, f16 or q4_0."),
+    retrieval_augmented: bool = typer.Option(_train_default("retrieval_augmented"), "--retrieval-augmented/--plain",
+                                             help=_train_help("retrieval_augmented")),
+    load_in_4bit: bool = typer.Option(_train_default("load_in_4bit"), "--load-in-4bit", help=_train_help("load_in_4bit")),
+    export_type: str = typer.Option("q8_0", help="GGUF type for serving: q8_0, f16 or q4_0; none registers the adapter only (non-GGUF bases)."),
     eval_limit: int = typer.Option(40, help="Validation turns in the promotion check."),
     promote: bool = typer.Option(True, "--promote/--no-promote", help="Compare with the serving student and promote if better."),
     force: bool = typer.Option(False, help="Promote even if the quick evaluation is not better."),
@@ -286,7 +289,8 @@ def train_cmd(
     settings = _settings()
     config = TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, grad_accum=grad_accum,
                          lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, max_length=max_length,
-                         turns=turns, early_stopping_patience=early_stopping_patience, max_steps=max_steps, seed=seed)
+                         turns=turns, early_stopping_patience=early_stopping_patience, max_steps=max_steps, seed=seed,
+                         retrieval_augmented=retrieval_augmented, load_in_4bit=load_in_4bit)
     bar = tqdm(unit=" steps", desc="training", disable=None)
     interactive = not bar.disable
 
@@ -303,8 +307,10 @@ def train_cmd(
                             promote=promote, force=force, eval_limit=eval_limit, progress=show,
                             log=lambda line: tqdm.write(line))
     bar.close()
+    if outcome is None:
+        return  # a helper process of a multi-GPU run (torchrun / accelerate launch): the main process reports
     typer.echo(f"{outcome.version}: {'promoted, now serving' if outcome.promoted else 'registered, not serving'} "
-               f"({outcome.gguf_path})")
+               f"({outcome.gguf_path or 'adapter only'})")
 
 
 models_app = typer.Typer(help="Student model versions.", invoke_without_command=True)

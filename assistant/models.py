@@ -264,7 +264,8 @@ class LlamaStudent(ChatModel):
 
 # ---- teacher prompt grounding --------------------------------------------------------------
 
-def grounding_block(grounding: dict | None, max_case_chars: int = 700) -> str:
+def grounding_block(grounding: dict | None, max_case_chars: int = 700, case_turns: int = 3,
+                    max_passage_chars: int | None = None) -> str:
     """KB passages and similar resolved cases as delimited reference data for a system prompt."""
     if not grounding:
         return ""
@@ -272,26 +273,68 @@ def grounding_block(grounding: dict | None, max_case_chars: int = 700) -> str:
     if grounding.get("kb"):
         parts.append("<knowledge_base>")
         for i, hit in enumerate(grounding["kb"], 1):
-            parts.append(f'<article n="{i}">\n{hit.item["text"]}\n</article>')
+            text = hit.item["text"]
+            if max_passage_chars and len(text) > max_passage_chars:
+                text = text[:max_passage_chars].rsplit(" ", 1)[0] + " ..."
+            parts.append(f'<article n="{i}">\n{text}\n</article>')
         parts.append("</knowledge_base>")
     if grounding.get("cases"):
         parts.append("<similar_cases>")
         for i, hit in enumerate(grounding["cases"], 1):
-            history = "\n".join(f"{m['role']}: {m['content']}" for m in hit.item["history"][-3:])
+            history = "\n".join(f"{m['role']}: {m['content']}" for m in hit.item["history"][-case_turns:])
             parts.append(f'<case n="{i}">\n{history[-max_case_chars:]}\nagent reply: {hit.item["reply"]}\n</case>')
         parts.append("</similar_cases>")
     return "\n".join(parts)
 
 
-def teacher_messages(messages: Sequence[dict], grounding: dict | None, policy: str = SUPPORT_POLICY) -> list[dict]:
+def teacher_messages(messages: Sequence[dict], grounding: dict | None, policy: str = SUPPORT_POLICY,
+                     **block_options) -> list[dict]:
     system = policy
     own_system = [m["content"] for m in messages if m["role"] == "system"]
     if own_system:
         system += "\n\n" + "\n".join(own_system)
-    block = grounding_block(grounding)
+    block = grounding_block(grounding, **block_options)
     if block:
         system += "\n\n" + block
     return [{"role": "system", "content": system}] + [m for m in messages if m["role"] != "system"]
+
+
+# ---- student: retrieval-augmented prompt ---------------------------------------------------
+
+STUDENT_POLICY = (
+    "You are a customer-support agent. Answer the customer's last message briefly. Use the facts in "
+    "<knowledge_base> and how agents answered <similar_cases> when they fit; never invent prices or policies."
+)
+# A small student has a short context and little capacity to read: fewer, shorter passages than the teacher.
+STUDENT_KB, STUDENT_CASES = 1, 2
+STUDENT_BLOCK = {"max_passage_chars": 400, "case_turns": 1, "max_case_chars": 240}
+
+
+def student_messages(messages: Sequence[dict], retriever, exclude_conversation=None) -> list[dict]:
+    """The retrieval-augmented student's prompt: the same function builds it for training and for serving."""
+    history = [m for m in messages if m["role"] != "system"]
+    grounding = retriever.ground(history, STUDENT_KB, STUDENT_CASES * 3, exclude_conversation=exclude_conversation)
+    # support teams reuse macros: the same reply often comes back several times; show each once
+    seen, cases = set(), []
+    for hit in grounding["cases"]:
+        key = " ".join(hit.item["reply"].lower().split())
+        if key not in seen:
+            seen.add(key)
+            cases.append(hit)
+    grounding["cases"] = cases[:STUDENT_CASES]
+    return teacher_messages(messages, grounding, STUDENT_POLICY, **STUDENT_BLOCK)
+
+
+class GroundedStudent(ChatModel):
+    """A student trained with retrieval in its prompt, served the same way: KB passages and similar cases first."""
+
+    def __init__(self, inner: ChatModel, retriever):
+        self.inner, self.retriever = inner, retriever
+        self.name, self.version, self.role, self.local = inner.name, inner.version, inner.role, inner.local
+        self.description = inner.description + ", retrieval-augmented"
+
+    def _generate(self, messages, max_tokens):
+        yield from self.inner._generate(student_messages(messages, self.retriever), max_tokens)
 
 
 # ---- teacher: OpenAI-compatible endpoint ---------------------------------------------------

@@ -243,9 +243,10 @@ class Retriever:
         states = [state_text(h) for h in histories]
         self.kb.embedder.embed(sorted({u for u, _ in states} | {c or u for u, c in states}))
 
-    def ground(self, history: Sequence[dict], k_kb: int = 3, k_cases: int = 3) -> dict:
+    def ground(self, history: Sequence[dict], k_kb: int = 3, k_cases: int = 3, exclude_conversation: Any = None) -> dict:
         query, _ = state_text(history)
-        return {"kb": self.kb.search(query, k_kb), "cases": self.cases.search(history, k_cases, exclude=self.exclude)}
+        return {"kb": self.kb.search(query, k_kb),
+                "cases": self.cases.search(history, k_cases, exclude_conversation, exclude=self.exclude)}
 
 
 def build_retriever(store, embedder: Embedder) -> Retriever:

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.models import CaseTeacher, ChatModel, OpenAITeacher
+from assistant.models import CaseTeacher, ChatModel, GroundedStudent, OpenAITeacher
 from assistant.retrieval import Embedder, Retriever, build_retriever
 from assistant.router import Router, RuleRouter
 from assistant.settings import REPO_ROOT, Settings
@@ -47,7 +47,7 @@ class Services:
         if version != self._serving_version:
             from distill.pipeline import serving_student
 
-            self.student = serving_student(self.store, self.settings)
+            self.student = serving_student(self.store, self.settings, self.retriever)
             self._serving_version = version
             log.info("now serving student %s", version or "base")
         return self.student
@@ -61,6 +61,8 @@ class Services:
         self.retriever = build_retriever(self.store, self.retriever.kb.embedder)
         if hasattr(self.teacher, "retriever"):
             self.teacher.retriever = self.retriever
+        if isinstance(self.student, GroundedStudent):
+            self.student.retriever = self.retriever
         if isinstance(self.teacher, CaseTeacher):
             self.teacher.version = f"cases-{self.retriever.cases.size}"
 
@@ -103,7 +105,7 @@ def build_services(settings: Settings, *, student: ChatModel | None = None, teac
         settings=settings,
         store=store,
         retriever=retriever,
-        student=student or serving_student(store, settings),  # the promoted version, else the base
+        student=student or serving_student(store, settings, retriever),  # the promoted version, else the base
         teacher=teacher or make_teacher(settings, retriever),
         router=RuleRouter(),
         follow_registry=student is None,

@@ -220,7 +220,7 @@ def build_app(services) -> gr.Blocks:
 
     runner = JobRunner(store)
 
-    def start_retrain(file, epochs):
+    def start_retrain(file, epochs, retrieval_augmented=None):
         if file is None:
             return "Choose a transcript export first."
         import shutil
@@ -234,8 +234,12 @@ def build_app(services) -> gr.Blocks:
         kept = uploads / Path(file).name
         shutil.copy(file, kept)  # Gradio's temporary upload may vanish while the job runs
 
+        config = TrainConfig(epochs=int(epochs))
+        if retrieval_augmented is not None:
+            config.retrieval_augmented = bool(retrieval_augmented)
+
         def work(log, progress, should_stop):
-            outcome = retrain_from_file(store, services.settings, kept, config=TrainConfig(epochs=int(epochs)), log=log,
+            outcome = retrain_from_file(store, services.settings, kept, config=config, log=log,
                                         progress=lambda p: progress({"line": p.line(), "step": p.step, "total": p.total_steps}),
                                         should_stop=should_stop, retriever=services.retriever)
             services.reload_retrieval()
@@ -306,6 +310,9 @@ def build_app(services) -> gr.Blocks:
     def clear():
         return [], panel_markdown(None), new_session(), {}, "", None, ""
 
+    from distill.train import TrainConfig
+
+    train_defaults = TrainConfig()
     with gr.Blocks(title="Support Assistant", fill_height=True) as demo:
         session = gr.State(new_session)
         ids = gr.State({})
@@ -376,6 +383,8 @@ def build_app(services) -> gr.Blocks:
                 retrain_file = gr.File(label="Transcript export", file_count="single", scale=2)
                 with gr.Column(scale=1):
                     retrain_epochs = gr.Slider(1, 5, value=3, step=1, label="Epochs")
+                    retrain_rag = gr.Checkbox(value=train_defaults.retrieval_augmented, label="Retrieval-augmented",
+                                              info="Train and serve with KB passages and similar cases in the prompt.")
                     retrain_btn = gr.Button("Start retraining", variant="primary")
                     cancel_btn = gr.Button("Cancel", variant="stop")
             retrain_msg = gr.Markdown()
@@ -393,7 +402,7 @@ def build_app(services) -> gr.Blocks:
         eval_btn.click(start_eval, [eval_limit], [eval_msg], api_name="evaluate")
         refresh_btn.click(report_frame, None, [report_html], api_name=False)
         timer.tick(lambda: job_view()[0], None, [eval_status], api_name=False)
-        retrain_btn.click(start_retrain, [retrain_file, retrain_epochs], [retrain_msg], api_name="retrain")
+        retrain_btn.click(start_retrain, [retrain_file, retrain_epochs, retrain_rag], [retrain_msg], api_name="retrain")
         cancel_btn.click(cancel_retrain, None, [retrain_msg], api_name="cancel_retrain")
         timer.tick(job_view, None, [job_status, job_log], api_name=False)
         demo.load(job_view, None, [job_status, job_log], api_name="job_status")

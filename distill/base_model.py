@@ -32,14 +32,20 @@ def base_identity(base: str) -> dict:
     return {"base": base, "path": str(path) if path.exists() else None, "sha256": None}
 
 
-def load_base(base: str, cache_dir: Path | None, dtype=None):
-    """(model, tokenizer) for training. GGUF files are dequantised once and cached as safetensors."""
+def load_base(base: str, cache_dir: Path | None, dtype=None, load_in_4bit: bool = False, device_index: int = 0):
+    """(model, tokenizer) for training. GGUF files are dequantised once and cached as safetensors.
+
+    With `load_in_4bit` (QLoRA) the frozen base is quantised to 4-bit NF4 by bitsandbytes on GPU
+    `device_index`; a GGUF base is read from its safetensors cache for that.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # air-gapped by default
     dtype = dtype or torch.float32
     path = Path(base)
+    if load_in_4bit:
+        return _load_4bit(base, cache_dir, device_index)
     try:
         if path.is_file() and path.suffix.lower() == ".gguf":
             digest = file_sha256(path)[:16]
@@ -69,3 +75,36 @@ def load_base(base: str, cache_dir: Path | None, dtype=None):
         return AutoModelForCausalLM.from_pretrained(base, dtype=dtype), AutoTokenizer.from_pretrained(base)
     except (OSError, ValueError) as exc:
         raise ModelError(f"could not load the student base {base!r}: {exc}") from exc
+
+
+def qlora_problem() -> str | None:
+    """Why 4-bit QLoRA cannot run here, or None when it can."""
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        return "4-bit QLoRA needs a CUDA GPU; this machine has none (train without --load-in-4bit)"
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return "4-bit QLoRA needs bitsandbytes: pip install bitsandbytes (or train without --load-in-4bit)"
+    return None
+
+
+def _load_4bit(base: str, cache_dir: Path | None, device_index: int):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    problem = qlora_problem()
+    if problem:
+        raise ModelError(problem)
+    path = Path(base)
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        load_base(base, cache_dir)  # writes the safetensors cache once
+        base = str(cache_dir / f"base-{file_sha256(path)[:16]}")
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=torch.bfloat16)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base, quantization_config=quant, device_map={"": device_index})
+        return model, AutoTokenizer.from_pretrained(base)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"could not load the student base {base!r} in 4-bit: {exc}") from exc

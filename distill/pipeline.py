@@ -26,7 +26,7 @@ from distill.train import TrainConfig, TrainProgress, train_lora
 @dataclass
 class TrainOutcome:
     version: str
-    gguf_path: Path
+    gguf_path: Path | None  # None when trained with --export-type none
     metrics: dict
     evaluation: dict
     promoted: bool
@@ -81,38 +81,101 @@ def quick_evaluate(candidate, serving, rows, limit: int = 40) -> dict:
             "candidate_score": score_model(candidate, turns), "serving_score": score_model(serving, turns)}
 
 
-def serving_student(store: Store, settings):
-    """The ChatModel serving now: the promoted version, or the configured base."""
-    from assistant.models import LlamaStudent
+def retrieval_augmented(row: dict | None) -> bool:
+    return bool(row) and bool(json.loads(row.get("config") or "{}").get("retrieval_augmented"))
 
-    row = registry.serving(store)
-    if row is not None:
-        return LlamaStudent(row["gguf_path"], name=row["version"], version=row["version"], n_ctx=settings.student_context,
-                            n_threads=settings.student_threads, max_tokens=settings.max_new_tokens)
-    return LlamaStudent(settings.student_path, n_ctx=settings.student_context, n_threads=settings.student_threads,
-                        max_tokens=settings.max_new_tokens)
+
+def student_for(row: dict | None, settings, retriever=None, max_tokens: int | None = None):
+    """The ChatModel for a registered version (None: the configured base).
+
+    A version trained retrieval-augmented is served the way it was trained: with KB passages and similar
+    cases in its prompt, so it needs the retriever.
+    """
+    from assistant.errors import ModelError
+    from assistant.models import GroundedStudent, LlamaStudent
+
+    options = dict(n_ctx=settings.student_context, n_threads=settings.student_threads,
+                   max_tokens=max_tokens or settings.max_new_tokens)
+    if row is None:
+        return LlamaStudent(settings.student_path, **options)
+    if not row.get("gguf_path"):
+        raise ModelError(f"{row['version']} has no GGUF (trained with --export-type none); llama.cpp cannot serve it")
+    model = LlamaStudent(row["gguf_path"], name=row["version"], version=row["version"], **options)
+    if retrieval_augmented(row):
+        if retriever is None:
+            raise ModelError(f"{row['version']} was trained retrieval-augmented and needs the KB and case retrieval to serve")
+        model = GroundedStudent(model, retriever)
+    return model
+
+
+def serving_student(store: Store, settings, retriever=None):
+    """The ChatModel serving now: the promoted version, or the configured base."""
+    return student_for(registry.serving(store), settings, retriever)
+
+
+def held_out_retriever(store: Store, settings, dd, retriever=None):
+    """Retrieval that never returns the validation or test conversations (they judge the student)."""
+    from assistant.retrieval import Embedder, Retriever, build_retriever
+
+    retriever = retriever or build_retriever(store, Embedder(settings.cache_dir))
+    held = frozenset(r["conversation_id"] for split in ("validation", "test") if split in dd for r in dd[split])
+    return Retriever(retriever.kb, retriever.cases, exclude=held | retriever.exclude)
+
+
+def grounding_for_training(retriever, rows_by_split):
+    """The `ground` callable of train_lora: the served prompt for a history, never showing the row's own conversation."""
+    from assistant.models import student_messages
+
+    retriever.warm([r["messages"][:t] for rows in rows_by_split for r in rows for t in r["train_turns"]])
+    return lambda history, conversation_id: student_messages(history, retriever, conversation_id)
 
 
 def train_student(store: Store, settings, *, dataset_version: str | None = None, config: TrainConfig | None = None,
                   gguf_type: str = "q8_0", promote: bool = True, force: bool = False, eval_limit: int = 40,
                   progress: Callable[[TrainProgress], None] | None = None, should_stop: Callable[[], bool] | None = None,
-                  log: Callable[[str], None] = lambda line: None, base_loader=None, evaluate=None) -> TrainOutcome:
-    from assistant.models import LlamaStudent
+                  log: Callable[[str], None] = lambda line: None, base_loader=None, evaluate=None,
+                  retriever=None) -> TrainOutcome:
     from distill.base_model import base_identity, load_base
     from distill.dataset import load_dataset
     from distill.export import export_gguf
 
+    from distill.export import TYPES
+    from distill.train import device_and_dtype, distributed
+
     config = config or TrainConfig()
-    dd, manifest = load_dataset(store, dataset_version)
     base = settings.student_path
+    if gguf_type != "none" and gguf_type.lower() not in TYPES:
+        raise InputError(f"unknown export type {gguf_type!r}; choose one of {', '.join(TYPES)} or none")
+    if gguf_type != "none" and Path(base).suffix.lower() != ".gguf":
+        # checked before hours of training, not after
+        raise InputError(f"serving through llama.cpp needs a GGUF base, and {base} is not one: train with "
+                         "--export-type none to register the adapter only (serve it with e.g. vLLM --enable-lora)")
+    if config.load_in_4bit:
+        from distill.base_model import qlora_problem
+
+        if qlora_problem():
+            raise InputError(qlora_problem())
+    dd, manifest = load_dataset(store, dataset_version)
     log(f"dataset {manifest['version']}: {dd['train'].num_rows} train / {dd['validation'].num_rows} validation rows "
         f"(test split reserved for evaluation)")
-    model, tokenizer = (base_loader or (lambda b: load_base(b, settings.cache_dir)))(base)
+    dist = distributed()
+    _, amp_dtype = device_and_dtype(dist.local_rank)
+    model, tokenizer = (base_loader or (lambda b: load_base(b, settings.cache_dir, dtype=amp_dtype, load_in_4bit=config.load_in_4bit,
+                                                            device_index=dist.local_rank)))(base)
     run_dir = settings.home / "models" / "runs" / f"{config.digest()}-{manifest['content_hash'][:10]}"
     run_dir.mkdir(parents=True, exist_ok=True)
     if (run_dir / "checkpoint").exists():
         log(f"resuming from the checkpoint in {run_dir}")
-    result = train_lora(model, tokenizer, list(dd["train"]), list(dd["validation"]), config, run_dir, progress, should_stop)
+    train_rows, val_rows = list(dd["train"]), list(dd["validation"])
+    held_out = (held_out_retriever(store, settings, dd, retriever)
+                if config.retrieval_augmented or retrieval_augmented(registry.serving(store)) else None)
+    ground = None
+    if config.retrieval_augmented:
+        log("retrieval-augmented: every trained turn gets the KB passages and similar cases it would be served with")
+        ground = grounding_for_training(held_out, [train_rows, val_rows])
+    result = train_lora(model, tokenizer, train_rows, val_rows, config, run_dir, progress, should_stop, ground=ground)
+    if not result.main_process:
+        return None  # a helper process of a multi-GPU run; the main one registers the version
     log(f"trained {result.steps} steps; best validation loss {result.metrics['best_val_loss']}")
 
     n = store.db["model_versions"].count + 1
@@ -126,29 +189,43 @@ def train_student(store: Store, settings, *, dataset_version: str | None = None,
         from distill.train import Cancelled
 
         raise Cancelled("cancelled before export")
-    gguf_path = export_gguf(result.model, Path(base),
-                            tmp / "model.gguf", gguf_type, name=version)
-    log(f"exported {gguf_type.upper()} GGUF: {gguf_path.stat().st_size / 1e6:.0f} MB")
+    if gguf_type == "none":
+        log("not exported (--export-type none): the adapter is registered; it cannot be promoted to the llama.cpp student")
+    else:
+        export_model = result.model
+        if config.load_in_4bit:
+            # merge into the full-precision base, not the 4-bit copy the adapter was trained against
+            from peft import PeftModel
+
+            export_model = PeftModel.from_pretrained(load_base(base, settings.cache_dir)[0], str(result.adapter_dir))
+        gguf_path = export_gguf(export_model, Path(base), tmp / "model.gguf", gguf_type, name=version)
+        log(f"exported {gguf_type.upper()} GGUF: {gguf_path.stat().st_size / 1e6:.0f} MB")
     info = {"version": version, "created_at": now(), "config": asdict(config),
             "dataset": {"version": manifest["version"], "content_hash": manifest["content_hash"],
                         "teacher": manifest["teacher"]},
-            "base": base_identity(base), "metrics": result.metrics, "gguf": {"type": gguf_type, "file": "model.gguf"},
+            "base": base_identity(base), "metrics": result.metrics,
+            "gguf": None if gguf_type == "none" else {"type": gguf_type, "file": "model.gguf"},
             "libraries": _libraries(), "git_commit": _git_commit()}
     (tmp / "manifest.json").write_text(json.dumps(info, indent=2, default=str))
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
-    gguf_final = final / "model.gguf"
+    gguf_final = final / "model.gguf" if gguf_type != "none" else None
+    promote = promote and gguf_final is not None
 
-    candidate = LlamaStudent(gguf_final, name=version, version=version, n_ctx=settings.student_context,
-                             n_threads=settings.student_threads)
-    current = serving_student(store, settings)
-    evaluation = (evaluate or quick_evaluate)(candidate, current, list(dd["validation"]), eval_limit) if promote else {}
+    # both compared on validation turns whose own conversations their retrieval cannot see
+    evaluation = {}
+    if promote:
+        candidate = student_for({"version": version, "gguf_path": str(gguf_final), "config": json.dumps(asdict(config))},
+                                settings, held_out)
+        current = serving_student(store, settings, held_out)
+        evaluation = (evaluate or quick_evaluate)(candidate, current, list(dd["validation"]), eval_limit)
     better = bool(evaluation) and (evaluation["candidate_score"] or 0) > (evaluation["serving_score"] or 0)
     status = "candidate"
     with store.transaction() as db:
         db["model_versions"].insert({
             "version": version, "base": base, "base_sha256": info["base"]["sha256"], "dataset_version": manifest["version"],
-            "path": str(final), "gguf_path": str(gguf_final), "gguf_type": gguf_type, "gguf_bytes": gguf_final.stat().st_size,
+            "path": str(final), "gguf_path": str(gguf_final) if gguf_final else None, "gguf_type": gguf_type,
+            "gguf_bytes": gguf_final.stat().st_size if gguf_final else None,
             "config": json.dumps(asdict(config)), "metrics": json.dumps(result.metrics, default=str),
             "evaluation": json.dumps(evaluation), "status": status, "created_at": now()})
     promoted = False
@@ -185,4 +262,4 @@ def retrain_from_file(store: Store, settings, path: Path, *, config: TrainConfig
     ds = build_dataset(store, settings, result.job_id)
     log(f"dataset {ds.version}: " + ", ".join(f"{s} {c['rows']}" for s, c in ds.manifest["counts"].items()))
     return train_student(store, settings, dataset_version=ds.version, config=config, log=log, progress=progress,
-                         should_stop=should_stop)
+                         should_stop=should_stop, retriever=retriever)

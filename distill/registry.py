@@ -23,9 +23,11 @@ def versions(store: Store) -> list[dict]:
 
 def promote(store: Store, version: str, reason: str) -> None:
     with store.transaction() as db:
-        row = next(db.query("SELECT id FROM model_versions WHERE version = ?", [version]), None)
+        row = next(db.query("SELECT id, gguf_path FROM model_versions WHERE version = ?", [version]), None)
         if row is None:
             raise InputError(f"no model version {version!r}")
+        if not row["gguf_path"]:
+            raise InputError(f"{version} has no GGUF to serve (trained with --export-type none)")
         db.execute("UPDATE model_versions SET status = 'retired' WHERE status = 'serving'")
         db.execute("UPDATE model_versions SET status = 'serving' WHERE version = ?", [version])
         db["promotions"].insert({"version": version, "action": "promote", "reason": reason, "created_at": now()})
@@ -59,6 +61,6 @@ def describe(row: dict) -> str:
         parts.append(f"val loss {metrics['best_val_loss']:.4f}")
     if evaluation.get("candidate_score") is not None:
         parts.append(f"quick eval {evaluation['candidate_score']:.3f} vs serving {evaluation['serving_score']:.3f}")
-    parts.append(f"{row['gguf_type']} {row['gguf_bytes'] / 1e6:.0f} MB")
+    parts.append(f"{row['gguf_type']} {row['gguf_bytes'] / 1e6:.0f} MB" if row["gguf_bytes"] else "adapter only, no GGUF")
     parts.append(row["created_at"])
     return "  ".join(parts)

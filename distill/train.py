@@ -50,6 +50,7 @@ class TrainConfig:
     max_steps: int = field(default=0, metadata={"help": "Stop after this many optimizer steps (0: no limit)."})
     seed: int = field(default=42, metadata={"help": "Seed for batch order, dropout and LoRA initialisation."})
     retrieval_augmented: bool = field(default=False, metadata={"help": "Put KB passages and similar cases in the student's prompt when training (and then serving)."})
+    load_in_4bit: bool = field(default=False, metadata={"help": "QLoRA: hold the frozen base in 4-bit NF4 while training (CUDA GPU with bitsandbytes only)."})
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
@@ -97,7 +98,14 @@ def encode(tokenizer, messages: list[dict], train_turns: list[int], max_length: 
     return {"input_ids": ids, "labels": labels}
 
 
-def prepare_rows(tokenizer, rows, config: TrainConfig, augment: Callable[[list[dict]], list[dict]] | None = None) -> list[dict]:
+def prepare_rows(tokenizer, rows, config: TrainConfig,
+                 ground: Callable[[list[dict], object], list[dict]] | None = None) -> list[dict]:
+    """Encoded training examples: one per conversation, or with `ground`, one per trained turn.
+
+    `ground(history, conversation_id)` returns the prompt the student is served with for that history
+    (retrieval-augmented training). Grounding depends on the conversation state, so each trained turn
+    becomes its own example, with the passages and cases retrieved for the state before it.
+    """
     out = []
     for row in rows:
         turns = list(row["train_turns"])
@@ -107,11 +115,17 @@ def prepare_rows(tokenizer, rows, config: TrainConfig, augment: Callable[[list[d
         if row.get("system"):
             messages = [{"role": "system", "content": row["system"]}] + messages
             turns = [t + 1 for t in turns]
-        if augment is not None:
-            messages, turns = augment(messages, turns)
-        enc = encode(tokenizer, messages, turns, config.max_length)
-        if enc:
-            out.append(enc)
+        if ground is None:
+            examples = [(messages, turns)]
+        else:
+            examples = []
+            for t in turns:
+                prompt = ground(messages[:t], row.get("conversation_id"))
+                examples.append((prompt + [messages[t]], [len(prompt)]))
+        for msgs, trained in examples:
+            enc = encode(tokenizer, msgs, trained, config.max_length)
+            if enc:
+                out.append(enc)
     return out
 
 
@@ -178,11 +192,82 @@ class Cancelled(Exception):
     """Training was cancelled; nothing was registered."""
 
 
-def device_and_dtype():
+@dataclass
+class Distributed:
+    """Which process this is when `torchrun` or `accelerate launch` starts several (one per GPU)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def sum(self, *values: float) -> list[float]:
+        """The values summed over all processes."""
+        if self.world == 1:
+            return list(values)
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor(values, dtype=torch.float64, device=_collective_device())
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def sum_gradients(self, params) -> None:
+        """Add up the gradients of all processes in one collective (LoRA's trainable weights are few)."""
+        if self.world == 1:
+            return
+        import torch
+        import torch.distributed as dist
+
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        offset = 0
+        for p, g in zip(params, grads):
+            p.grad = flat[offset:offset + g.numel()].view_as(g)
+            offset += g.numel()
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+def _collective_device():
+    import torch
+
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def distributed() -> Distributed:
+    """torchrun and accelerate launch set WORLD_SIZE / RANK / LOCAL_RANK; a plain run is one process."""
+    import os
+
+    import torch
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed()
+    import torch.distributed as dist
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+def device_and_dtype(local_rank: int = 0):
+    """The device to train on and the autocast dtype: bf16 on GPUs that have it, full precision otherwise."""
     import torch
 
     if torch.cuda.is_available():
-        return torch.device("cuda"), (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+        return torch.device("cuda", local_rank), (torch.bfloat16 if torch.cuda.is_bf16_supported() else None)
     return torch.device("cpu"), None
 
 
@@ -193,6 +278,7 @@ class TrainResult:
     steps: int
     resumed_from: int | None
     model: object = None  # the PeftModel, holding the best adapter (by validation loss)
+    main_process: bool = True  # False in the helper processes of a multi-GPU run: they register nothing
 
 
 def assistant_token_loss(model, batch) -> tuple["torch.Tensor", int]:
@@ -216,8 +302,9 @@ def assistant_token_loss(model, batch) -> tuple["torch.Tensor", int]:
     return loss, int(selected.sum())
 
 
-def validation_loss(model, examples: list[dict], batch_size: int, pad_id: int, device) -> float | None:
-    """Token-weighted mean loss over the assistant tokens of the validation split."""
+def validation_loss(model, examples: list[dict], batch_size: int, pad_id: int, device,
+                    dist: Distributed = Distributed()) -> float | None:
+    """Token-weighted mean loss over the assistant tokens of the validation split (shared out between processes)."""
     import torch
 
     if not examples:
@@ -225,39 +312,49 @@ def validation_loss(model, examples: list[dict], batch_size: int, pad_id: int, d
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
-        for batch_idx in length_grouped_batches(examples, batch_size, seed=0):
+        for batch_idx in length_grouped_batches(examples, batch_size, seed=0)[dist.rank::dist.world]:
             batch = {k: v.to(device) for k, v in collate([examples[i] for i in batch_idx], pad_id).items()}
             loss, n = assistant_token_loss(model, batch)
             total += float(loss)
             count += n
     model.train()
+    total, count = dist.sum(total, count)
     return total / count if count else None
 
 
 def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_dir: Path,
                progress: Callable[[TrainProgress], None] | None = None, should_stop: Callable[[], bool] | None = None,
-               augment=None) -> TrainResult:
+               ground=None) -> TrainResult:
     """Train a LoRA adapter on `model` (modified in place into a PeftModel) and save the best one to run_dir/adapter."""
     import torch
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict, get_peft_model_state_dict
 
+    dist = distributed()
+    # the same seed everywhere: every process starts from the same LoRA weights and sees the same batch order
     random.seed(config.seed)
     torch.manual_seed(config.seed)
-    device, amp_dtype = device_and_dtype()
+    device, amp_dtype = device_and_dtype(dist.local_rank)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    train = prepare_rows(tokenizer, train_rows, config, augment)
-    val = prepare_rows(tokenizer, val_rows, config, augment)
+    train = prepare_rows(tokenizer, train_rows, config, ground)
+    val = prepare_rows(tokenizer, val_rows, config, ground)
     if not train:
         raise InputError("the training split has no assistant tokens to learn")
 
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=[m.strip() for m in config.target_modules.split(",") if m.strip()], task_type="CAUSAL_LM")
+    if getattr(model, "is_loaded_in_4bit", False):
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     model = get_peft_model(model, lora)
-    model.to(device)
+    if not getattr(model, "is_loaded_in_4bit", False):  # a 4-bit base is placed on its GPU when loaded
+        model.to(device)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(length_grouped_batches(train, config.batch_size, 0)) / config.grad_accum)
+    # an optimizer step takes grad_accum micro-batches in every process
+    per_step = config.grad_accum * dist.world
+    steps_per_epoch = math.ceil(len(length_grouped_batches(train, config.batch_size, 0)) / per_step)
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
@@ -279,6 +376,8 @@ def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_
         resumed_from = state["step"]
 
     def save_checkpoint():
+        if not dist.main:
+            return
         tmp = run_dir / "checkpoint.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -291,6 +390,8 @@ def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_
         tmp.rename(ckpt)  # a checkpoint is complete or absent
 
     def save_best():
+        if not dist.main:
+            return
         model.save_pretrained(run_dir / "adapter.tmp")
         shutil.rmtree(run_dir / "adapter", ignore_errors=True)
         (run_dir / "adapter.tmp").rename(run_dir / "adapter")
@@ -306,10 +407,10 @@ def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_
         while micro < len(batches):
             if should_stop and should_stop():
                 raise Cancelled("training cancelled")
-            group = batches[micro:micro + config.grad_accum]
+            group = batches[micro:micro + per_step]
             group_tokens = sum(int((collate([train[i] for i in b], pad_id)["labels"] != IGNORE).sum()) for b in group)
-            loss_sum = 0.0
-            for batch_idx in group:
+            loss_sum, step_tokens = 0.0, 0
+            for batch_idx in group[dist.rank::dist.world]:
                 batch = {k: v.to(device) for k, v in collate([train[i] for i in batch_idx], pad_id).items()}
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     summed, _ = assistant_token_loss(model, batch)
@@ -317,7 +418,10 @@ def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_
                 loss = summed / max(1, group_tokens)
                 loss.backward()
                 loss_sum += float(loss.detach())
-                tokens_seen += real_tokens(batch)
+                step_tokens += real_tokens(batch)
+            dist.sum_gradients(params)
+            loss_sum, step_tokens = dist.sum(loss_sum, step_tokens)
+            tokens_seen += int(step_tokens)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
@@ -331,13 +435,14 @@ def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_
             done_steps = state["step"] - (resumed_from or 0)
             prog.eta_s = elapsed / done_steps * (total_steps - state["step"]) if done_steps else None
             state["history"].append({"step": state["step"], "loss": loss_sum})
-            if progress:
+            if progress and dist.main:
                 progress(prog)
             if config.checkpoint_steps and state["step"] % config.checkpoint_steps == 0:
                 save_checkpoint()
+                dist.barrier()
             if config.max_steps and state["step"] >= config.max_steps:
                 break
-        val_loss = validation_loss(model, val, config.batch_size, pad_id, device)
+        val_loss = validation_loss(model, val, config.batch_size, pad_id, device, dist)
         prog.val_loss = val_loss
         state["history"].append({"epoch": epoch + 1, "val_loss": val_loss})
         improved = val_loss is None or state["best_val"] is None or val_loss < state["best_val"]
@@ -349,7 +454,8 @@ def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_
             state["bad_epochs"] += 1
         state["epoch"], state["batch"] = epoch + 1, 0
         save_checkpoint()
-        if progress:
+        dist.barrier()
+        if progress and dist.main:
             prog.message = f"epoch {epoch + 1} done, validation loss {val_loss:.4f}" if val_loss is not None else f"epoch {epoch + 1} done"
             progress(prog)
         if config.max_steps and state["step"] >= config.max_steps:
@@ -357,8 +463,10 @@ def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_
         if state["bad_epochs"] >= config.early_stopping_patience:
             stopped_early = True
             break
+    dist.barrier()
     if not (run_dir / "adapter").exists():
         save_best()
+        dist.barrier()
     else:
         # the loop ends on its last step; what ships is the best epoch's adapter
         from safetensors.torch import load_file
@@ -368,5 +476,5 @@ def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_
     metrics = {"steps": state["step"], "best_val_loss": state["best_val"], "final_train_loss": prog.loss,
                "tokens_per_s": tokens_seen / elapsed if elapsed > 0 else None, "train_examples": len(train),
                "val_examples": len(val), "stopped_early": stopped_early, "history": state["history"],
-               "seconds": elapsed}
-    return TrainResult(run_dir / "adapter", metrics, state["step"], resumed_from, model)
+               "seconds": elapsed, "processes": dist.world}
+    return TrainResult(run_dir / "adapter", metrics, state["step"], resumed_from, model, dist.main)

@@ -117,7 +117,7 @@ def build_models(store: Store, settings, config: EvalConfig, *, exclude: frozens
     models = dict(models or {})
     if dd is None:
         dd, _ = load_dataset(store, config.dataset)
-    if retriever is None and ({"teacher", "routed", "retrieval"} & set(config.arms)):
+    if retriever is None and ({"teacher", "routed", "retrieval", "student"} & set(config.arms)):
         retriever = build_retriever(store, Embedder(settings.cache_dir))
     if ("teacher" in config.arms or "routed" in config.arms) and "teacher" not in models:
         from assistant.services import make_teacher
@@ -133,8 +133,10 @@ def build_models(store: Store, settings, config: EvalConfig, *, exclude: frozens
             raise InputError(f"no model version {config.student!r} (see assistant models)")
         if row is None:
             raise InputError("no distilled student to evaluate yet: train one (assistant train) or leave out the student and routed arms")
-        models["student"] = LlamaStudent(row["gguf_path"], name=row["version"], version=row["version"],
-                                         n_ctx=settings.student_context, max_tokens=config.max_tokens)
+        from distill.pipeline import student_for
+
+        models["student"] = student_for(row, settings, Retriever(retriever.kb, retriever.cases, exclude=exclude),
+                                        max_tokens=config.max_tokens)
     if "retrieval" in config.arms and "retrieval" not in models:
         train_convs = [{"id": r["conversation_id"], "messages": r["original_messages"], "resolution": "resolved", "csat": None}
                        for r in dd["train"]]

@@ -82,3 +82,34 @@ def test_student_drops_oldest_turns_to_fit_its_context(student):
 def test_loaded_once_per_process(student):
     again = LlamaStudent(packaged_student_gguf(), max_tokens=16)
     assert again._llm is student._llm
+
+
+def test_grounded_student_is_served_the_prompt_it_was_trained_on(fake_embedder):
+    from assistant.models import GroundedStudent, student_messages
+
+    r = _retriever(fake_embedder)
+    history = [{"role": "user", "content": "I forgot my password"}]
+    inner = FakeModel(replies=["Tap Forgot password."])
+    student = GroundedStudent(inner, r)
+    assert student.complete(history).text == "Tap Forgot password."
+    assert inner.calls == [student_messages(history, r)]
+    system = inner.calls[0][0]["content"]
+    assert inner.calls[0][1:] == history and "<similar_cases>" in system and "24 hours" in system
+    # the unresolved case's weak reply is never shown; the same reply is shown once however often it recurs
+    assert "try again later" not in system and system.count("24 hours") == 1
+    # training excludes the conversation being learned from its own grounding
+    own = student_messages(history, r, exclude_conversation=2)[0]["content"]
+    assert "24 hours" not in own and student.name == inner.name and student.version == inner.version
+
+
+def test_student_messages_show_a_recurring_macro_once(fake_embedder):
+    from assistant.models import student_messages
+
+    reply = "Tap Forgot password; the link is valid for 24 hours."
+    convs = [{"id": i, "resolution": "resolved", "csat": 5, "messages": [
+        {"role": "user", "content": f"I forgot my password {i}"}, {"role": "assistant", "content": reply}]} for i in range(4)]
+    convs.append({"id": 9, "resolution": "resolved", "csat": 5, "messages": [
+        {"role": "user", "content": "I forgot my password again"}, {"role": "assistant", "content": "Try the app's reset."}]})
+    r = Retriever(KnowledgeBase([], fake_embedder), CaseBase(convs, fake_embedder))
+    system = student_messages([{"role": "user", "content": "I forgot my password"}], r)[0]["content"]
+    assert system.count("24 hours") == 1 and "Try the app's reset." in system

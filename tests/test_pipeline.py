@@ -62,3 +62,63 @@ def test_promotion_refuses_a_worse_model_unless_forced_and_rollback_returns(env,
     assert registry.rollback(services.store) == "base"
     services._checked_at = 0
     assert services.current_student().name == base_student
+
+
+def test_retrieval_augmented_version_trains_on_held_out_grounding_and_serves_with_it(env, settings, monkeypatch):
+    import distill.pipeline as pipeline
+    from assistant.errors import ModelError
+    from assistant.models import GroundedStudent
+    from distill.dataset import load_dataset
+
+    services, loader = env
+    excluded = []
+    real = pipeline.grounding_for_training
+
+    def spy(retriever, rows_by_split):
+        excluded.append(retriever.exclude)
+        return real(retriever, rows_by_split)
+
+    monkeypatch.setattr(pipeline, "grounding_for_training", spy)
+    out = train_student(services.store, settings, config=replace(TINY, retrieval_augmented=True), base_loader=loader,
+                        evaluate=scores(0.5, 0.3), retriever=services.retriever)
+    dd, _ = load_dataset(services.store)
+    held = {r["conversation_id"] for split in ("validation", "test") for r in dd[split]}
+    assert held and excluded == [frozenset(held)]  # validation and test conversations never ground training
+    assert out.promoted
+    services._checked_at = 0
+    student = services.current_student()
+    assert isinstance(student, GroundedStudent) and student.version == out.version
+    assert student.retriever is services.retriever
+    with pytest.raises(ModelError, match="retrieval-augmented"):
+        pipeline.serving_student(services.store, settings)  # it cannot be served without its retrieval
+
+
+def test_adapter_only_version_is_registered_but_never_served(env, settings):
+    from pathlib import Path
+
+    from assistant.errors import InputError
+
+    services, loader = env
+    out = train_student(services.store, settings, config=TINY, base_loader=loader, gguf_type="none")
+    assert out.gguf_path is None and not out.promoted and out.evaluation == {}
+    [row] = registry.versions(services.store)
+    assert row["gguf_path"] is None and (Path(row["path"]) / "adapter" / "adapter_config.json").exists()
+    assert json.loads((Path(row["path"]) / "manifest.json").read_text())["gguf"] is None
+    with pytest.raises(InputError, match="no GGUF"):
+        registry.promote(services.store, out.version, "try")
+    assert "adapter only" in registry.describe(row)
+
+
+def test_what_cannot_be_exported_or_run_here_is_refused_before_training(env, settings, tmp_path):
+    from assistant.errors import InputError
+
+    services, _ = env
+    loads = []
+    hub_base = replace(settings, student_base=str(tmp_path / "some-hf-model-folder"))
+    with pytest.raises(InputError, match="needs a GGUF base.*--export-type none"):
+        train_student(services.store, hub_base, config=TINY, base_loader=loads.append)
+    with pytest.raises(InputError, match="unknown export type"):
+        train_student(services.store, settings, config=TINY, base_loader=loads.append, gguf_type="q2_k")
+    with pytest.raises(InputError, match="QLoRA needs a CUDA GPU"):  # this machine has no GPU
+        train_student(services.store, settings, config=replace(TINY, load_in_4bit=True), base_loader=loads.append)
+    assert loads == [] and registry.versions(services.store) == []

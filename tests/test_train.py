@@ -90,3 +90,71 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(smol_tokenizer, tmp_
     assert a.keys() == b.keys()
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-6), k
+
+
+def test_retrieval_augmented_rows_become_one_grounded_example_per_trained_turn(smol_tokenizer):
+    from distill.train import prepare_rows
+
+    tok = smol_tokenizer
+    seen = []
+
+    def ground(history, conversation_id):
+        seen.append((len(history), conversation_id))
+        return [{"role": "system", "content": f"<knowledge_base>facts for state {len(history)}</knowledge_base>"}] + history
+
+    rows = [{"conversation_id": 7, "messages": CONV, "train_turns": [1, 3]}]
+    examples = prepare_rows(tok, rows, TrainConfig(), ground)
+    assert seen == [(1, 7), (3, 7)] and len(examples) == 2
+    for example, state, reply in zip(examples, (1, 3), ("Orders ship within 1 business day.", "You're welcome!")):
+        text = tok.decode(example["input_ids"])
+        assert f"facts for state {state}" in text
+        # the loss is on that turn's reply only; the grounding and earlier turns are context
+        learned = tok.decode([t for t, l in zip(example["input_ids"], example["labels"]) if l != IGNORE])
+        assert learned == reply + "<|im_end|>"
+    assert "You're welcome" not in tok.decode(examples[0]["input_ids"])  # nothing after the trained turn
+
+
+DISTRIBUTED_CONFIG = TrainConfig(epochs=2, learning_rate=1e-2, batch_size=2, grad_accum=1, lora_r=4, lora_alpha=8,
+                                 lora_dropout=0.0, early_stopping_patience=100, checkpoint_steps=2, seed=3)
+
+
+def varied_rows(n, offset=0):
+    """Conversations of different lengths, so batches differ from one another."""
+    out = []
+    for i in range(offset, offset + n):
+        conv = [{"role": "user", "content": f"Where is order NH-{1000 + i}?" + " please" * (i % 5)},
+                {"role": "assistant", "content": f"Order NH-{1000 + i} ships in {i % 7 + 1} days."},
+                {"role": "user", "content": "thanks"},
+                {"role": "assistant", "content": "You're welcome!" + " Bye." * (i % 3)}]
+        out.append({"messages": conv, "train_turns": [1, 3], "system": "", "conversation_id": i})
+    return out
+
+
+@pytest.mark.slow
+def test_two_processes_train_the_adapter_one_process_trains_with_twice_the_accumulation(smol_tokenizer, tmp_path):
+    """What torchrun / accelerate launch run on several GPUs, here as two CPU processes talking gloo."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from dataclasses import replace
+
+    from assistant.settings import REPO_ROOT
+
+    one = train_lora(tiny_llama(len(smol_tokenizer)), smol_tokenizer, varied_rows(12), varied_rows(4, offset=50),
+                     replace(DISTRIBUTED_CONFIG, grad_accum=2), tmp_path / "one")
+    smol_tokenizer.save_pretrained(tmp_path / "tokenizer")
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "tests.distributed_worker", str(tmp_path / "tokenizer"), str(tmp_path / "two"), "1"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    two = torch.load(tmp_path / "two" / "lora.pt")
+    metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["steps"] == one.steps
+    assert metrics["best_val_loss"] == pytest.approx(one.metrics["best_val_loss"], rel=1e-5)
+    expected = lora_state(one.model)
+    assert expected.keys() == two.keys()
+    for k in expected:
+        assert torch.allclose(expected[k], two[k], atol=1e-5), k
+    assert (tmp_path / "two" / "checkpoint" / "state.json").exists()  # written once, by the main process

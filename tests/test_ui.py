@@ -101,15 +101,15 @@ def test_retrain_tab_runs_a_background_job_that_survives_a_reload(running, monke
         version, promoted, evaluation = "student-001-abc", True, {}
 
     def fake_retrain(store, settings, path, config, log, progress, should_stop, retriever):
-        log(f"imported {path.name}")
+        log(f"imported {path.name}; retrieval-augmented: {config.retrieval_augmented}")
         progress(type("P", (), {"line": lambda self: "step 1/1", "step": 1, "total_steps": 1})())
         return Outcome()
 
     monkeypatch.setattr(distill.pipeline, "retrain_from_file", fake_retrain)
-    assert "Started job" in client.predict(handle_file(str(FIXTURES / "sharegpt.json")), 1, api_name="/retrain")
+    assert "Started job" in client.predict(handle_file(str(FIXTURES / "sharegpt.json")), 1, True, api_name="/retrain")
     for _ in range(50):
         status, log = Client(client.src, verbose=False).predict(api_name="/job_status")  # a fresh page load
         if "done" in status:
             break
         time.sleep(0.1)
-    assert "student-001-abc" in status and "promoted" in status and "imported sharegpt.json" in log
+    assert "student-001-abc" in status and "promoted" in status and "imported sharegpt.json; retrieval-augmented: True" in log
