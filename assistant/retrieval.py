@@ -79,7 +79,8 @@ class Embedder:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         keys = np.array(list(self._memory.keys()))
         vectors = np.stack(list(self._memory.values())).astype(np.float32)
-        tmp = self._cache_file().with_suffix(".tmp.npz")
+        # per process: several training processes (torchrun) may save at once
+        tmp = self._cache_file().with_suffix(f".{os.getpid()}.tmp.npz")
         np.savez(tmp, keys=keys, vectors=vectors)
         os.replace(tmp, self._cache_file())  # atomic: a crash never leaves a half-written cache
 

@@ -384,7 +384,8 @@ def build_app(services) -> gr.Blocks:
                 with gr.Column(scale=1):
                     retrain_epochs = gr.Slider(1, 5, value=3, step=1, label="Epochs")
                     retrain_rag = gr.Checkbox(value=train_defaults.retrieval_augmented, label="Retrieval-augmented",
-                                              info="Train and serve with KB passages and similar cases in the prompt.")
+                                              info="Train and serve with KB passages and similar cases in the prompt "
+                                                   "(one example per reply: several times longer to train).")
                     retrain_btn = gr.Button("Start retraining", variant="primary")
                     cancel_btn = gr.Button("Cancel", variant="stop")
             retrain_msg = gr.Markdown()

@@ -58,7 +58,8 @@ def describe(row: dict) -> str:
     evaluation = json.loads(row["evaluation"] or "{}")
     parts = [f"{row['version']:26}", f"{row['status']:9}", f"dataset {row['dataset_version']}"]
     if metrics.get("best_val_loss") is not None:
-        parts.append(f"val loss {metrics['best_val_loss']:.4f}")
+        start = f" (base {metrics['base_val_loss']:.4f})" if metrics.get("base_val_loss") is not None else ""
+        parts.append(f"val loss {metrics['best_val_loss']:.4f}{start}")
     if evaluation.get("candidate_score") is not None:
         parts.append(f"quick eval {evaluation['candidate_score']:.3f} vs serving {evaluation['serving_score']:.3f}")
     parts.append(f"{row['gguf_type']} {row['gguf_bytes'] / 1e6:.0f} MB" if row["gguf_bytes"] else "adapter only, no GGUF")

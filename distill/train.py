@@ -10,8 +10,12 @@ best adapter is kept. A checkpoint (adapter, optimizer, scheduler, RNG, position
 `checkpoint_steps` optimizer steps and at each epoch end; running the same config on the same data
 again resumes from it and ends where an uninterrupted run would.
 
+With `retrieval_augmented`, each trained turn is its own example whose prompt carries the KB passage
+and similar cases the student will be served with (see `prepare_rows`).
+
 The loop is plain PyTorch + peft so it runs unchanged on CPU, one GPU, or several under
-`accelerate launch` / `torchrun` (device and bf16 picked up from the environment).
+`accelerate launch` / `torchrun`: every process takes its share of each optimizer step's micro-batches,
+the LoRA gradients are summed once per step, and only the main process writes (see `Distributed`).
 """
 
 from __future__ import annotations
@@ -396,6 +400,9 @@ def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_
         shutil.rmtree(run_dir / "adapter", ignore_errors=True)
         (run_dir / "adapter.tmp").rename(run_dir / "adapter")
 
+    if "base_val_loss" not in state:
+        # the untrained starting point (LoRA starts as a no-op): what the validation losses below improve on
+        state["base_val_loss"] = validation_loss(model, val, config.batch_size, pad_id, device, dist)
     prog = TrainProgress(total_steps=total_steps, step=state["step"])
     started, tokens_seen = time.perf_counter(), 0
     stopped_early = False
@@ -473,7 +480,8 @@ def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_
 
         set_peft_model_state_dict(model, load_file(str(run_dir / "adapter" / "adapter_model.safetensors")))
     elapsed = time.perf_counter() - started
-    metrics = {"steps": state["step"], "best_val_loss": state["best_val"], "final_train_loss": prog.loss,
+    metrics = {"steps": state["step"], "base_val_loss": state["base_val_loss"], "best_val_loss": state["best_val"],
+               "final_train_loss": prog.loss,
                "tokens_per_s": tokens_seen / elapsed if elapsed > 0 else None, "train_examples": len(train),
                "val_examples": len(val), "stopped_early": stopped_early, "history": state["history"],
                "seconds": elapsed, "processes": dist.world}

@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+MINILM_PARAMETERS = 22_700_000  # all-MiniLM-L6-v2, the retrieval embedder
 QUERIES = ["How do I reset my password?", "Where is my order?", "Can I return my camera?", "Is shipping free?",
            "My camera says offline", "How do I cancel my plan?", "Do gift cards expire?", "How long does the battery last?"]
 
@@ -32,17 +33,18 @@ def gguf_parameters(path: Path) -> int | None:
 def _child(kind: str, path: str, home: str) -> None:
     from assistant.settings import Settings
 
-    if kind == "gguf":
-        from assistant.models import LlamaStudent
+    from assistant.models import GroundedStudent, LlamaStudent
 
+    if kind == "gguf":
         model = LlamaStudent(path, max_tokens=64)
-    else:  # the offline teacher: embedder, KB and case index
+    else:  # retrieval in the process too: the embedder, KB and case index
         from dataclasses import replace
 
         from assistant.services import build_services
 
         services = build_services(replace(Settings.from_env(), home=Path(home), seed_sample=False), student=object())
-        model = services.teacher
+        model = (GroundedStudent(LlamaStudent(path, max_tokens=64), services.retriever) if kind == "grounded"
+                 else services.teacher)
     for q in QUERIES[:3]:
         model.complete([{"role": "user", "content": q}], 64)
     print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -69,14 +71,17 @@ def throughput(model, concurrency: int, n: int = 8, max_tokens: int = 96) -> flo
 def measure_arms(models: dict, settings, n_queries: int = 8) -> dict:
     out = {}
     for arm, model in models.items():
-        path = getattr(model, "path", None)
+        # a retrieval-augmented student is measured with its retrieval: the embedder runs beside it
+        grounded = hasattr(model, "inner")
+        path = getattr(getattr(model, "inner", model), "path", None)
         m: dict = {"model": model.name, "local": model.local}
         if path is not None:
-            m["parameters"] = gguf_parameters(Path(path))
+            m["parameters"] = (gguf_parameters(Path(path)) or 0) + (MINILM_PARAMETERS if grounded else 0) or None
             m["file_mb"] = Path(path).stat().st_size / 1e6
-            m["peak_rss_mb"] = peak_rss_mb("gguf", str(path))
+            m["peak_rss_mb"] = (peak_rss_mb("grounded", str(path), str(settings.home)) if grounded
+                                else peak_rss_mb("gguf", str(path)))
         elif arm == "teacher" and model.local:
-            m["parameters"] = 22_700_000  # all-MiniLM-L6-v2, the only network the stand-in runs
+            m["parameters"] = MINILM_PARAMETERS  # the only network the stand-in runs
             m["peak_rss_mb"] = peak_rss_mb("casebased", "", str(settings.home))
         m["throughput_c1_qph"] = throughput(model, 1, n_queries)
         m["throughput_c8_qph"] = throughput(model, 8, n_queries)

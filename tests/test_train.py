@@ -69,6 +69,7 @@ def test_lora_moves_base_stays_and_loss_falls(smol_tokenizer, tmp_path):
         assert torch.equal(after[peft_name].detach(), before), name  # base weights untouched
     assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").exists()
     assert result.metrics["best_val_loss"] is not None
+    assert result.metrics["best_val_loss"] < result.metrics["base_val_loss"]  # measured before the first step
 
 
 def test_resume_from_checkpoint_equals_an_uninterrupted_run(smol_tokenizer, tmp_path):
