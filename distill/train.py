@@ -53,7 +53,7 @@ class TrainConfig:
     checkpoint_steps: int = field(default=50, metadata={"help": "Write a resumable checkpoint every N optimizer steps."})
     max_steps: int = field(default=0, metadata={"help": "Stop after this many optimizer steps (0: no limit)."})
     seed: int = field(default=42, metadata={"help": "Seed for batch order, dropout and LoRA initialisation."})
-    retrieval_augmented: bool = field(default=False, metadata={"help": "Put KB passages and similar cases in the student's prompt when training (and then serving)."})
+    retrieval_augmented: bool = field(default=True, metadata={"help": "Train (and then serve) with the KB passage and similar cases in the student's prompt; --plain trains on the conversations alone."})
     load_in_4bit: bool = field(default=False, metadata={"help": "QLoRA: hold the frozen base in 4-bit NF4 while training (CUDA GPU with bitsandbytes only)."})
 
     def digest(self) -> str:
