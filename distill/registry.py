@@ -56,7 +56,9 @@ def rollback(store: Store) -> str:
 def describe(row: dict) -> str:
     metrics = json.loads(row["metrics"] or "{}")
     evaluation = json.loads(row["evaluation"] or "{}")
-    parts = [f"{row['version']:26}", f"{row['status']:9}", f"dataset {row['dataset_version']}"]
+    config = json.loads(row["config"] or "{}")
+    parts = [f"{row['version']:26}", f"{row['status']:9}", f"dataset {row['dataset_version']}",
+             "retrieval-augmented" if config.get("retrieval_augmented") else "plain"]
     if metrics.get("best_val_loss") is not None:
         start = f" (base {metrics['base_val_loss']:.4f})" if metrics.get("base_val_loss") is not None else ""
         parts.append(f"val loss {metrics['best_val_loss']:.4f}{start}")

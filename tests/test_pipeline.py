@@ -85,7 +85,7 @@ def test_retrieval_augmented_version_trains_on_held_out_grounding_and_serves_wit
     dd, _ = load_dataset(services.store)
     held = {r["conversation_id"] for split in ("validation", "test") for r in dd[split]}
     assert held and excluded == [frozenset(held)]  # validation and test conversations never ground training
-    assert out.promoted
+    assert out.promoted and "retrieval-augmented" in registry.describe(registry.serving(services.store))
     services._checked_at = 0
     student = services.current_student()
     assert isinstance(student, GroundedStudent) and student.version == out.version
@@ -107,7 +107,7 @@ def test_adapter_only_version_is_registered_but_never_served(env, settings):
     assert json.loads((Path(row["path"]) / "manifest.json").read_text())["gguf"] is None
     with pytest.raises(InputError, match="no GGUF"):
         registry.promote(services.store, out.version, "try")
-    assert "adapter only" in registry.describe(row)
+    assert "adapter only" in registry.describe(row) and " plain " in registry.describe(row)
 
 
 def test_what_cannot_be_exported_or_run_here_is_refused_before_training(env, settings, tmp_path):
