@@ -330,7 +330,8 @@ def build_report(store: Store, settings, run_id: int | None = None) -> tuple[Pat
                         f"<tr><td>{html.escape(w['student'])}</td><td>{html.escape(w['teacher'])}</td><td>{html.escape(w['reference'])}</td></tr>"
                         f"</table><p class='muted'>Gold facts: {html.escape(facts)}</p></div>")
 
-    prov = [f"Dataset: {run['dataset_version']}", "Models: " + "; ".join(f"{a}: {m['name']} ({m['version']})" for a, m in models.items()),
+    prov = [f"Dataset: {run['dataset_version']}", "Models: " + "; ".join(f"{a}: {m['name']} ({m['version']}; {m.get('description') or 'no description'})"
+                                                                for a, m in models.items()),
             f"Evaluation run {run['id']}, started {run['started_at']}, finished {run['finished_at']}",
             f"Reproduce: {reproduce}"]
     md.append("\n## What produced this report\n\n" + "\n".join(f"- {p}" for p in prov) + "\n")
