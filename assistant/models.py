@@ -8,6 +8,8 @@ Implementations:
 - `LlamaStudent`: a GGUF served in-process by llama.cpp (the packaged SmolLM2-135M-Instruct by
   default, later the promoted distilled versions). One loaded model per file per process; a lock
   serialises generation because a llama.cpp context is not thread-safe.
+- `GroundedStudent`: a student trained retrieval-augmented, served with the same grounded prompt
+  (`student_messages`) it was trained on.
 - `OpenAITeacher`: any OpenAI-compatible endpoint, prompt grounded in KB passages and similar
   resolved cases.
 - `CaseTeacher`: the offline stand-in for the teacher: the agent reply that followed the most similar

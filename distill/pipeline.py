@@ -135,26 +135,23 @@ def train_student(store: Store, settings, *, dataset_version: str | None = None,
                   progress: Callable[[TrainProgress], None] | None = None, should_stop: Callable[[], bool] | None = None,
                   log: Callable[[str], None] = lambda line: None, base_loader=None, evaluate=None,
                   retriever=None) -> TrainOutcome:
-    from distill.base_model import base_identity, load_base
+    from distill.base_model import base_identity, load_base, qlora_problem
     from distill.dataset import load_dataset
-    from distill.export import export_gguf
-
-    from distill.export import TYPES
+    from distill.export import TYPES, export_gguf
     from distill.train import device_and_dtype, distributed
 
     config = config or TrainConfig()
     base = settings.student_path
-    if gguf_type != "none" and gguf_type.lower() not in TYPES:
+    gguf_type = gguf_type.lower()
+    if gguf_type != "none" and gguf_type not in TYPES:
         raise InputError(f"unknown export type {gguf_type!r}; choose one of {', '.join(TYPES)} or none")
     if gguf_type != "none" and Path(base).suffix.lower() != ".gguf":
         # checked before hours of training, not after
         raise InputError(f"serving through llama.cpp needs a GGUF base, and {base} is not one: train with "
                          "--export-type none to register the adapter only (serve it with e.g. vLLM --enable-lora)")
-    if config.load_in_4bit:
-        from distill.base_model import qlora_problem
-
-        if qlora_problem():
-            raise InputError(qlora_problem())
+    problem = qlora_problem() if config.load_in_4bit else None
+    if problem:
+        raise InputError(problem)
     dd, manifest = load_dataset(store, dataset_version)
     log(f"dataset {manifest['version']}: {dd['train'].num_rows} train / {dd['validation'].num_rows} validation rows "
         f"(test split reserved for evaluation)")
