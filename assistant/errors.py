@@ -23,3 +23,7 @@ class TeacherUnavailable(ModelError):
 
 class InputError(AssistantError):
     """User-supplied data (a file, a record, an argument) is invalid."""
+
+
+class Cancelled(AssistantError):
+    """The user cancelled a long job; what it was building was not registered."""

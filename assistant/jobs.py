@@ -13,14 +13,10 @@ import threading
 import traceback
 from typing import Callable
 
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, Cancelled
 from assistant.store import Store, now
 
 log = logging.getLogger(__name__)
-
-
-class JobCancelled(Exception):
-    pass
 
 
 class JobRunner:
@@ -63,7 +59,7 @@ class JobRunner:
                           should_stop=self._cancel.is_set)
             status, error, result_json = "done", "", json.dumps(result, default=str)
         except Exception as exc:  # every failure ends the job visibly; a traceback goes to the log file only
-            cancelled = self._cancel.is_set() or type(exc).__name__ in ("Cancelled", "JobCancelled")
+            cancelled = self._cancel.is_set() or isinstance(exc, Cancelled)
             status = "cancelled" if cancelled else "failed"
             error = "cancelled by the user; nothing was registered" if cancelled else str(exc)
             result_json = "{}"

@@ -14,7 +14,7 @@ import uuid
 import gradio as gr
 
 from assistant.chat import MODES, respond
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, Cancelled
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +289,7 @@ def build_app(services) -> gr.Blocks:
         def work(log, progress, should_stop):
             def show(arm, done, total):
                 if should_stop():
-                    raise AssistantError("evaluation cancelled")
+                    raise Cancelled("evaluation cancelled")
                 progress({"line": f"{arm}: {done}/{total} replies", "step": done, "total": total})
 
             run_id = run_eval(store, services.settings, EvalConfig(limit=int(limit) if limit else None), progress=show,

@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-from assistant.errors import InputError
+from assistant.errors import Cancelled, InputError
 from assistant.settings import REPO_ROOT
 from assistant.store import Store, now
 from distill import registry
@@ -183,8 +183,6 @@ def train_student(store: Store, settings, *, dataset_version: str | None = None,
     shutil.copytree(result.adapter_dir, tmp / "adapter")
     if should_stop and should_stop():
         shutil.rmtree(tmp, ignore_errors=True)
-        from distill.train import Cancelled
-
         raise Cancelled("cancelled before export")
     if gguf_type == "none":
         log("not exported (--export-type none): the adapter is registered; it cannot be promoted to the llama.cpp student")
@@ -233,8 +231,7 @@ def train_student(store: Store, settings, *, dataset_version: str | None = None,
         promoted = True
         log(f"promoted {version}: {reason}")
     elif promote:
-        store._write(lambda db: db["model_versions"].update(
-            next(db.query("SELECT id FROM model_versions WHERE version = ?", [version]))["id"], {"status": "rejected"}))
+        registry.reject(store, version)
         log(f"not promoted: {version} scored {evaluation['candidate_score']:.3f}, serving {current.name} "
             f"{evaluation['serving_score']:.3f} (use --force to promote anyway)")
     return TrainOutcome(version, gguf_final, result.metrics, evaluation, promoted)
@@ -251,7 +248,7 @@ def retrain_from_file(store: Store, settings, path: Path, *, config: TrainConfig
     for line in summary.lines(max_rejected=5):
         log(line)
     if should_stop and should_stop():
-        raise InputError("cancelled after import (the import itself is complete and kept)")
+        raise Cancelled("cancelled after import (the import itself is complete and kept)")
     result = label(store, settings, LabelOptions(), retriever=retriever)
     log(f"label job {result.job_id}: {result.status}; {result.progress.line()}")
     if not result.status.startswith("done"):

@@ -17,6 +17,20 @@ def serving(store: Store) -> dict | None:
     return next(store.db.query("SELECT * FROM model_versions WHERE status = 'serving' ORDER BY id DESC LIMIT 1"), None)
 
 
+def resolve(store: Store, version: str | None) -> dict | None:
+    """The named version's row (an error if there is none), or the serving one when no name is given."""
+    if not version:
+        return serving(store)
+    row = next(store.db.query("SELECT * FROM model_versions WHERE version = ?", [version]), None)
+    if row is None:
+        raise InputError(f"no model version {version!r} (see assistant models)")
+    return row
+
+
+def reject(store: Store, version: str) -> None:
+    store._write(lambda db: db.execute("UPDATE model_versions SET status = 'rejected' WHERE version = ?", [version]))
+
+
 def versions(store: Store) -> list[dict]:
     return list(store.db.query("SELECT * FROM model_versions ORDER BY id"))
 

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
-from assistant.errors import InputError
+from assistant.errors import Cancelled, InputError
 
 IGNORE = -100
 
@@ -147,11 +147,16 @@ def length_grouped_batches(examples: list[dict], batch_size: int, seed: int) -> 
     return batches
 
 
-def collate(examples: list[dict], pad_id: int):
+def pad_id(tokenizer) -> int:
+    """Padding token (many chat models have none: their end-of-sequence token pads; the loss never sees it)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def collate(examples: list[dict], pad: int):
     import torch
 
     width = max(len(e["input_ids"]) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    ids = torch.full((len(examples), width), pad, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(examples), width), dtype=torch.long)
     for row, e in enumerate(examples):
@@ -190,10 +195,6 @@ class TrainProgress:
         if self.eta_s is not None:
             parts.append(f"ETA {self.eta_s:,.0f} s")
         return ", ".join(parts) + (f" — {self.message}" if self.message else "")
-
-
-class Cancelled(Exception):
-    """Training was cancelled; nothing was registered."""
 
 
 @dataclass
@@ -306,7 +307,7 @@ def assistant_token_loss(model, batch) -> tuple["torch.Tensor", int]:
     return loss, int(selected.sum())
 
 
-def validation_loss(model, examples: list[dict], batch_size: int, pad_id: int, device,
+def validation_loss(model, examples: list[dict], batch_size: int, pad: int, device,
                     dist: Distributed = Distributed()) -> float | None:
     """Token-weighted mean loss over the assistant tokens of the validation split (shared out between processes)."""
     import torch
@@ -317,7 +318,7 @@ def validation_loss(model, examples: list[dict], batch_size: int, pad_id: int, d
     total, count = 0.0, 0
     with torch.no_grad():
         for batch_idx in length_grouped_batches(examples, batch_size, seed=0)[dist.rank::dist.world]:
-            batch = {k: v.to(device) for k, v in collate([examples[i] for i in batch_idx], pad_id).items()}
+            batch = {k: v.to(device) for k, v in collate([examples[i] for i in batch_idx], pad).items()}
             loss, n = assistant_token_loss(model, batch)
             total += float(loss)
             count += n
@@ -338,7 +339,7 @@ def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_
     random.seed(config.seed)
     torch.manual_seed(config.seed)
     device, amp_dtype = device_and_dtype(dist.local_rank)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id(tokenizer)
     train = prepare_rows(tokenizer, train_rows, config, ground)
     val = prepare_rows(tokenizer, val_rows, config, ground)
     if not train:
@@ -402,7 +403,7 @@ def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_
 
     if "base_val_loss" not in state:
         # the untrained starting point (LoRA starts as a no-op): what the validation losses below improve on
-        state["base_val_loss"] = validation_loss(model, val, config.batch_size, pad_id, device, dist)
+        state["base_val_loss"] = validation_loss(model, val, config.batch_size, pad, device, dist)
     prog = TrainProgress(total_steps=total_steps, step=state["step"])
     started, tokens_seen = time.perf_counter(), 0
     stopped_early = False
@@ -415,10 +416,10 @@ def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_
             if should_stop and should_stop():
                 raise Cancelled("training cancelled")
             group = batches[micro:micro + per_step]
-            group_tokens = sum(int((collate([train[i] for i in b], pad_id)["labels"] != IGNORE).sum()) for b in group)
+            group_tokens = sum(int((collate([train[i] for i in b], pad)["labels"] != IGNORE).sum()) for b in group)
             loss_sum, step_tokens = 0.0, 0
             for batch_idx in group[dist.rank::dist.world]:
-                batch = {k: v.to(device) for k, v in collate([train[i] for i in batch_idx], pad_id).items()}
+                batch = {k: v.to(device) for k, v in collate([train[i] for i in batch_idx], pad).items()}
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     summed, _ = assistant_token_loss(model, batch)
                 # divided by the assistant tokens of the whole accumulated step: every token weighs the same
@@ -449,7 +450,7 @@ def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_
                 dist.barrier()
             if config.max_steps and state["step"] >= config.max_steps:
                 break
-        val_loss = validation_loss(model, val, config.batch_size, pad_id, device, dist)
+        val_loss = validation_loss(model, val, config.batch_size, pad, device, dist)
         prog.val_loss = val_loss
         state["history"].append({"epoch": epoch + 1, "val_loss": val_loss})
         improved = val_loss is None or state["best_val"] is None or val_loss < state["best_val"]

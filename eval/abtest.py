@@ -127,10 +127,7 @@ def build_models(store: Store, settings, config: EvalConfig, *, exclude: frozens
         models["base"] = LlamaStudent(settings.student_path, name="base " + Path(settings.student_path).stem,
                                       version="base", n_ctx=settings.student_context, max_tokens=config.max_tokens)
     if ("student" in config.arms or "routed" in config.arms) and "student" not in models:
-        row = (next(store.db.query("SELECT * FROM model_versions WHERE version = ?", [config.student]), None)
-               if config.student else registry.serving(store))
-        if config.student and row is None:
-            raise InputError(f"no model version {config.student!r} (see assistant models)")
+        row = registry.resolve(store, config.student)
         if row is None:
             raise InputError("no distilled student to evaluate yet: train one (assistant train) or leave out the student and routed arms")
         from distill.pipeline import student_for

@@ -17,7 +17,7 @@ from assistant.store import open_store
 from distill import registry
 from distill.base_model import load_base
 from distill.dataset import load_dataset
-from distill.train import TrainConfig, device_and_dtype, prepare_rows, validation_loss
+from distill.train import TrainConfig, device_and_dtype, pad_id, prepare_rows, validation_loss
 
 
 def main() -> None:
@@ -26,14 +26,13 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings.from_env()
     store = open_store(settings)
-    row = (next(store.db.query("SELECT * FROM model_versions WHERE version = ?", [args.version]), None)
-           if args.version else registry.serving(store))
+    row = registry.resolve(store, args.version)
     if row is None:
         raise InputError("no trained version to compare (assistant train)")
     dd, _ = load_dataset(store, row["dataset_version"])
     config = TrainConfig(**json.loads(row["config"]))
     model, tokenizer = load_base(settings.student_path, settings.cache_dir)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id(tokenizer)
     device, _ = device_and_dtype()
     splits = {s: prepare_rows(tokenizer, list(dd[s]), config) for s in ("validation", "test")}
     base = {s: validation_loss(model, ex, 8, pad, device) for s, ex in splits.items()}

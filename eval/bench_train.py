@@ -20,7 +20,7 @@ from assistant.settings import Settings
 from assistant.store import open_store
 from distill.base_model import load_base
 from distill.dataset import load_dataset
-from distill.train import TrainConfig, collate, length_grouped_batches, prepare_rows, real_tokens, train_lora
+from distill.train import TrainConfig, collate, length_grouped_batches, pad_id, prepare_rows, real_tokens, train_lora
 
 
 def bare_loop(model, batches, config: TrainConfig) -> float:
@@ -53,7 +53,7 @@ def main() -> None:
     model, tokenizer = load_base(settings.student_path, settings.cache_dir)
     rows = list(dd["train"])
     examples = prepare_rows(tokenizer, rows, config)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id(tokenizer)
     order = length_grouped_batches(examples, config.batch_size, config.seed)
     micro = [collate([examples[i] for i in b], pad) for b in order]
     steps = [micro[i:i + config.grad_accum] for i in range(0, len(micro), config.grad_accum)][: args.steps]
