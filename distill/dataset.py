@@ -194,3 +194,15 @@ def load_dataset(store: Store, version: str | None = None):
     if row is None:
         raise InputError(f"no dataset {version or ''}: run `assistant label` first".replace("  ", " "))
     return datasets.load_from_disk(str(Path(row["path"]) / "hf")), json.loads(row["manifest"])
+
+
+def labelled_turns(rows) -> list[dict]:
+    """Every trained turn of the rows as it really happened: the history before it, the label, its gold facts."""
+    turns = []
+    for row in rows:
+        history = [{"role": m["role"], "content": m["content"]} for m in row["original_messages"]]
+        for i in row["train_turns"]:
+            turns.append({"conversation_id": row.get("conversation_id"), "turn": i, "intent": row.get("intent") or "(none)",
+                          "history": history[:i], "reference": row["messages"][i]["content"],
+                          "gold_facts": list(row["gold_facts"][i]) if i < len(row["gold_facts"]) else []})
+    return turns

@@ -52,12 +52,9 @@ def _libraries() -> dict:
 
 def eval_turns(rows, limit: int) -> list[dict]:
     """Validation turns to compare students on: history as it really happened, the label, the gold facts."""
-    turns = []
-    for row in rows:
-        history = [{"role": m["role"], "content": m["content"]} for m in row["original_messages"]]
-        for i in row["train_turns"]:
-            turns.append({"history": history[:i], "reference": row["messages"][i]["content"],
-                          "gold_facts": list(row["gold_facts"][i]) if i < len(row["gold_facts"]) else []})
+    from distill.dataset import labelled_turns
+
+    turns = labelled_turns(rows)
     # turns with gold facts first: they say most about correctness
     turns.sort(key=lambda t: not t["gold_facts"])
     return turns[:limit]

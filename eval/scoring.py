@@ -31,8 +31,12 @@ def normalise(text: str) -> str:
 
 
 def fact_present(reply: str, fact: str) -> bool:
+    return _present(f" {normalise(reply)} ", fact)
+
+
+def _present(padded_reply: str, fact: str) -> bool:
     f = normalise(fact)
-    return bool(f) and f" {f} " in f" {normalise(reply)} "
+    return bool(f) and f" {f} " in padded_reply
 
 
 def gold_fact_recall(reply: str, facts: list[str]) -> float | None:
@@ -40,7 +44,8 @@ def gold_fact_recall(reply: str, facts: list[str]) -> float | None:
     facts = [f for f in facts if f and f.strip()]
     if not facts:
         return None
-    return sum(fact_present(reply, f) for f in facts) / len(facts)
+    text = f" {normalise(reply)} "
+    return sum(_present(text, f) for f in facts) / len(facts)
 
 
 def token_f1(reply: str, reference: str) -> float:

@@ -1,12 +1,12 @@
 """Gold-fact accuracy: does each reply state the facts its turn needed (numbers, steps, names)?
 
 Loaded offline with evaluate.load("eval/metrics/gold_fact"). Matching is on normalised text (case,
-dashes, contractions, ranges, punctuation), the same `normalise` as eval/scoring.py.
+dashes, contractions, ranges, punctuation) by eval/scoring.py, which the quick promotion check uses too.
 """
 import datasets
 import evaluate
 
-from eval.scoring import normalise
+from eval.scoring import gold_fact_recall
 
 
 class GoldFact(evaluate.Metric):
@@ -21,13 +21,11 @@ class GoldFact(evaluate.Metric):
     def _compute(self, predictions, references):
         recalls, complete = [], []
         for reply, facts in zip(predictions, references):
-            facts = [f for f in facts if f and f.strip()]
-            if not facts:
+            recall = gold_fact_recall(reply, facts)
+            if recall is None:
                 continue
-            text = f" {normalise(reply)} "
-            hits = sum(f" {normalise(f)} " in text for f in facts)
-            recalls.append(hits / len(facts))
-            complete.append(float(hits == len(facts)))
+            recalls.append(recall)
+            complete.append(float(recall == 1.0))
         n = len(recalls)
         return {"gold_fact_recall": sum(recalls) / n if n else None,
                 "gold_fact_accuracy": sum(complete) / n if n else None,
