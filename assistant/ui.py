@@ -220,7 +220,7 @@ def build_app(services) -> gr.Blocks:
 
     runner = JobRunner(store)
 
-    def start_retrain(file, epochs, retrieval_augmented=None):
+    def start_retrain(file, epochs, retrieval_augmented):
         if file is None:
             return "Choose a transcript export first."
         import shutil
@@ -234,9 +234,7 @@ def build_app(services) -> gr.Blocks:
         kept = uploads / Path(file).name
         shutil.copy(file, kept)  # Gradio's temporary upload may vanish while the job runs
 
-        config = TrainConfig(epochs=int(epochs))
-        if retrieval_augmented is not None:
-            config.retrieval_augmented = bool(retrieval_augmented)
+        config = TrainConfig(epochs=int(epochs), retrieval_augmented=bool(retrieval_augmented))
 
         def work(log, progress, should_stop):
             outcome = retrain_from_file(store, services.settings, kept, config=config, log=log,
@@ -265,13 +263,20 @@ def build_app(services) -> gr.Blocks:
         if progress.get("total"):
             filled = int(30 * progress["step"] / max(1, progress["total"]))
             head += f"\n\n`[{'█' * filled}{'·' * (30 - filled)}]` {progress['line']}"
-        if job["status"] == "done":
-            result = json.loads(job["result"] or "{}")
-            head += (f"\n\n**{result.get('version')}** "
+        result = json.loads(job["result"] or "{}") if job["status"] == "done" else {}
+        if result.get("version"):
+            head += (f"\n\n**{result['version']}** "
                      + ("was promoted and now serves the chat." if result.get("promoted") else "was registered but not promoted."))
+        elif result.get("report"):
+            head += "\n\nThe report is written: press **Show latest report**."
         if job["error"]:
             head += f"\n\n⚠️ {job['error']}"
         return head, job["log"] or ""
+
+    def job_views():
+        """One poll a second serves both tabs' views of the job (Retrain: status and log; Report: status)."""
+        head, log = job_view()
+        return head, log, head
 
     def report_frame():
         import html as html_lib
@@ -402,10 +407,9 @@ def build_app(services) -> gr.Blocks:
             report_html = gr.HTML(report_frame())
         eval_btn.click(start_eval, [eval_limit], [eval_msg], api_name="evaluate")
         refresh_btn.click(report_frame, None, [report_html], api_name=False)
-        timer.tick(lambda: job_view()[0], None, [eval_status], api_name=False)
         retrain_btn.click(start_retrain, [retrain_file, retrain_epochs, retrain_rag], [retrain_msg], api_name="retrain")
         cancel_btn.click(cancel_retrain, None, [retrain_msg], api_name="cancel_retrain")
-        timer.tick(job_view, None, [job_status, job_log], api_name=False)
+        timer.tick(job_views, None, [job_status, job_log, eval_status], api_name=False)
         demo.load(job_view, None, [job_status, job_log], api_name="job_status")
         label_btn.click(run_labelling, [source, concurrency, limit, final_only, resolved_only, min_csat, budget],
                         [label_status, rejected_table], api_name="label")

@@ -113,3 +113,14 @@ def test_retrain_tab_runs_a_background_job_that_survives_a_reload(running, monke
             break
         time.sleep(0.1)
     assert "student-001-abc" in status and "promoted" in status and "imported sharegpt.json; retrieval-augmented: True" in log
+
+
+def test_job_status_describes_a_finished_evaluation(running):
+    import json
+
+    services, client = running
+    services.store._write(lambda db: db["jobs"].insert({
+        "kind": "evaluation", "status": "done", "progress": "{}", "log": "", "error": "",
+        "result": json.dumps({"run": 1, "report": "latest.html"})}))
+    status, _ = Client(client.src, verbose=False).predict(api_name="/job_status")
+    assert "evaluation): done" in status and "report is written" in status and "None" not in status
