@@ -179,8 +179,6 @@ def label_cmd(
     seed: int = typer.Option(13, help="Seed of the train/validation/test split."),
 ):
     """Label conversations with the teacher (or the agents' replies) and build a versioned dataset."""
-    from tqdm import tqdm
-
     from assistant.store import open_store
     from distill.dataset import build_dataset
     from distill.label import LabelOptions, label
@@ -190,15 +188,9 @@ def label_cmd(
     options = LabelOptions(source=source, concurrency=concurrency, limit=limit, final_turn_only=final_turn_only,
                            resolved_only=resolved_only, min_csat=min_csat, budget=budget, rpm=rpm, tpm=tpm,
                            max_tokens=max_tokens, batch=batch)
-    bar = tqdm(unit=" turns", desc="labelling", disable=None)
-
-    def show(p):
-        bar.total = p.total
-        bar.n = p.done
-        bar.set_postfix_str(f"{p.cached} reused, {p.input_tokens + p.output_tokens:,} tokens, ${p.cost:.4f}", refresh=False)
-        bar.refresh()
-
-    result = label(store, settings, options, progress=show)
+    bar = _Progress("labelling", " turns", every=0)  # the summary below says it all in a log file
+    result = label(store, settings, options, progress=lambda p: bar(
+        p.done, p.total, f"{p.cached} reused, {p.input_tokens + p.output_tokens:,} tokens, ${p.cost:.4f}"))
     bar.close()
     typer.echo(f"label job {result.job_id}: {result.status}; labels by {result.teacher} (source: {result.source})")
     typer.echo("  " + result.progress.line())
@@ -240,6 +232,28 @@ def datasets_cmd():
     for r in open_store(_settings()).db.query("SELECT * FROM datasets ORDER BY id"):
         typer.echo(f"{r['version']}  train {r['n_train']}  validation {r['n_validation']}  test {r['n_test']}  "
                    f"teacher: {r['teacher']}  {r['created_at']}  {r['path']}")
+
+
+class _Progress:
+    """A tqdm bar on a terminal; in a log file, a plain line every `every` updates (and the last one) instead."""
+
+    def __init__(self, desc: str, unit: str, every: int = 1):
+        from tqdm import tqdm
+
+        self.bar = tqdm(desc=desc, unit=unit, disable=None)
+        self.desc, self.every = desc, every
+
+    def __call__(self, done: int, total: int, text: str = "") -> None:
+        if self.bar.disable:
+            if self.every and (done % self.every == 0 or done == total):
+                typer.echo(f"{self.desc}: {done}/{total} {text}".rstrip())
+            return
+        self.bar.total, self.bar.n = total, done
+        self.bar.set_postfix_str(text, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _train_help(name: str) -> str:
@@ -291,20 +305,10 @@ def train_cmd(
                          lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, max_length=max_length,
                          turns=turns, early_stopping_patience=early_stopping_patience, max_steps=max_steps, seed=seed,
                          retrieval_augmented=retrieval_augmented, load_in_4bit=load_in_4bit)
-    bar = tqdm(unit=" steps", desc="training", disable=None)
-    interactive = not bar.disable
-
-    def show(p):
-        if not interactive:  # a log file gets a line per step instead of a bar
-            typer.echo(p.line())
-            return
-        bar.total = p.total_steps
-        bar.n = p.step
-        bar.set_postfix_str(p.line(), refresh=False)
-        bar.refresh()
-
+    bar = _Progress("training", " steps")
     outcome = train_student(open_store(settings), settings, dataset_version=dataset, config=config, gguf_type=export_type,
-                            promote=promote, force=force, eval_limit=eval_limit, progress=show,
+                            promote=promote, force=force, eval_limit=eval_limit,
+                            progress=lambda p: bar(p.step, p.total_steps, p.line()),
                             log=lambda line: tqdm.write(line))
     bar.close()
     if outcome is None:
@@ -368,8 +372,6 @@ def eval_cmd(
     measure: bool = typer.Option(True, "--measure/--no-measure", help="Also measure memory and throughput per arm."),
 ):
     """Offline A/B on the held-out test split; stores the run and writes the report."""
-    from tqdm import tqdm
-
     from assistant.store import open_store
     from eval.abtest import EvalConfig, run_eval
     from eval.report import build_report
@@ -378,18 +380,8 @@ def eval_cmd(
     store = open_store(settings)
     config = EvalConfig(dataset=dataset, arms=tuple(a.strip() for a in arms.split(",") if a.strip()), student=student,
                         judge=judge, limit=limit)
-    bar = tqdm(unit=" replies", desc="evaluating", disable=None)
-
-    def show(arm, done, total):
-        if bar.disable:  # not a terminal: a line every 25 replies for the log
-            if done % 25 == 0 or done == total:
-                typer.echo(f"{done}/{total} replies ({arm})")
-            return
-        bar.total, bar.n = total, done
-        bar.set_postfix_str(arm)
-        bar.refresh()
-
-    run_id = run_eval(store, settings, config, progress=show)
+    bar = _Progress("evaluating", " replies", every=25)
+    run_id = run_eval(store, settings, config, progress=lambda arm, done, total: bar(done, total, arm))
     bar.close()
     if measure:
         from eval.measure import measure_run
