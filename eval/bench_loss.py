@@ -34,7 +34,12 @@ def main() -> None:
     model, tokenizer = load_base(settings.student_path, settings.cache_dir)
     pad = pad_id(tokenizer)
     device, _ = device_and_dtype()
-    splits = {s: prepare_rows(tokenizer, list(dd[s]), config) for s in ("validation", "test")}
+    ground = None
+    if config.retrieval_augmented:  # measured on the prompts it was trained and is served with
+        from distill.pipeline import grounding_for_training, held_out_retriever
+
+        ground = grounding_for_training(held_out_retriever(store, settings, dd), [dd["validation"], dd["test"]])
+    splits = {s: prepare_rows(tokenizer, list(dd[s]), config, ground) for s in ("validation", "test")}
     base = {s: validation_loss(model, ex, 8, pad, device) for s, ex in splits.items()}
     from peft import PeftModel
 

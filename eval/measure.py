@@ -16,7 +16,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-MINILM_PARAMETERS = 22_700_000  # all-MiniLM-L6-v2, the retrieval embedder
 QUERIES = ["How do I reset my password?", "Where is my order?", "Can I return my camera?", "Is shipping free?",
            "My camera says offline", "How do I cancel my plan?", "Do gift cards expire?", "How long does the battery last?"]
 
@@ -68,6 +67,13 @@ def throughput(model, concurrency: int, n: int = 8, max_tokens: int = 96) -> flo
     return n / (time.perf_counter() - t0) * 3600
 
 
+def embedder_parameters() -> int:
+    """Parameters of the retrieval embedder (all-MiniLM-L6-v2), counted from the loaded weights."""
+    from assistant.retrieval import load_embedder
+
+    return sum(p.numel() for p in load_embedder().parameters())
+
+
 def measure_arms(models: dict, settings, n_queries: int = 8) -> dict:
     out = {}
     for arm, model in models.items():
@@ -76,12 +82,12 @@ def measure_arms(models: dict, settings, n_queries: int = 8) -> dict:
         path = getattr(getattr(model, "inner", model), "path", None)
         m: dict = {"model": model.name, "local": model.local}
         if path is not None:
-            m["parameters"] = (gguf_parameters(Path(path)) or 0) + (MINILM_PARAMETERS if grounded else 0) or None
+            m["parameters"] = (gguf_parameters(Path(path)) or 0) + (embedder_parameters() if grounded else 0) or None
             m["file_mb"] = Path(path).stat().st_size / 1e6
             m["peak_rss_mb"] = (peak_rss_mb("grounded", str(path), str(settings.home)) if grounded
                                 else peak_rss_mb("gguf", str(path)))
         elif arm == "teacher" and model.local:
-            m["parameters"] = MINILM_PARAMETERS  # the only network the stand-in runs
+            m["parameters"] = embedder_parameters()  # the only network the stand-in runs
             m["peak_rss_mb"] = peak_rss_mb("casebased", "", str(settings.home))
         m["throughput_c1_qph"] = throughput(model, 1, n_queries)
         m["throughput_c8_qph"] = throughput(model, 8, n_queries)
