@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.models import CaseTeacher, ChatModel, GroundedStudent, OpenAITeacher
+from assistant.models import CaseTeacher, ChatModel, OpenAITeacher
 from assistant.retrieval import Embedder, Retriever, build_retriever
 from assistant.router import Router, RuleRouter
 from assistant.settings import REPO_ROOT, Settings
@@ -59,10 +59,9 @@ class Services:
     def reload_retrieval(self) -> None:
         """Rebuild KB and case retrieval after an import, so the teacher uses the new data at once."""
         self.retriever = build_retriever(self.store, self.retriever.kb.embedder)
-        if hasattr(self.teacher, "retriever"):
-            self.teacher.retriever = self.retriever
-        if isinstance(self.student, GroundedStudent):
-            self.student.retriever = self.retriever
+        for model in (self.teacher, self.student):  # the grounded ones: teachers, a retrieval-augmented student
+            if hasattr(model, "retriever"):
+                model.retriever = self.retriever
         if isinstance(self.teacher, CaseTeacher):
             self.teacher.version = f"cases-{self.retriever.cases.size}"
 

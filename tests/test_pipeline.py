@@ -90,6 +90,8 @@ def test_retrieval_augmented_version_trains_on_held_out_grounding_and_serves_wit
     student = services.current_student()
     assert isinstance(student, GroundedStudent) and student.version == out.version
     assert student.retriever is services.retriever
+    services.reload_retrieval()  # after an import: the grounded student retrieves from the new data at once
+    assert student.retriever is services.retriever and services.teacher.retriever is services.retriever
     with pytest.raises(ModelError, match="retrieval-augmented"):
         pipeline.serving_student(services.store, settings)  # it cannot be served without its retrieval
 
