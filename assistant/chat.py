@@ -1,8 +1,10 @@
 """The chat loop: route one customer message, stream the reply, fall back when the teacher fails, log it.
 
-`respond()` is what the UI, the CLI and the benchmarks call. It yields `ChatEvent`s: text deltas
-while the reply streams, a `reset` if text already shown must be replaced (the teacher failed
-mid-reply and the student answers instead), and a final `done` carrying the logged exchange row.
+`respond()` answers a given message list (the CLI and the benchmarks call it). It yields `ChatEvent`s:
+text deltas while the reply streams, a `reset` if text already shown must be replaced (the teacher
+failed mid-reply and the student answers instead), and a final `done` carrying the logged exchange row.
+`converse()` is the chat UI's entry: one new message in a session whose history lives on the server
+(rebuilt from the logged exchanges), so nothing a client sends back reaches the model as context.
 
 Modes: "Student" and "Teacher" force a model; "Auto" asks the router. In Auto the student's first
 tokens are held back briefly (DRAFT_TOKENS) so the router can look at the draft: an empty,
@@ -151,6 +153,20 @@ def respond(services, messages: Sequence[dict], mode: str = "Auto", session_id: 
     exchange["tokens_per_s"] = completion.tokens_per_s if model.generates else None
     exchange["source"] = completion.extra
     yield ChatEvent("done", exchange=exchange)
+
+
+def converse(services, session_id: str, message: str, mode: str = "Auto") -> Iterator[ChatEvent]:
+    """One customer message in a chat session kept on the server: what the chat UI calls.
+
+    The model sees the session's history rebuilt from the exchanges this server logged
+    (`store.session_history`) plus the new message, never a history sent by the client: a client
+    could otherwise forge system or assistant turns. The turn index is counted here for the same reason.
+    """
+    if not session_id:
+        raise ValueError("a conversation needs a session id")
+    history = services.store.session_history(session_id)
+    messages = history + [{"role": "user", "content": message}]
+    yield from respond(services, messages, mode, session_id, turn_index=len(history) // 2)
 
 
 def reply(services, messages: Sequence[dict], mode: str = "Auto", session_id: str = "", turn_index: int = 0) -> dict:

@@ -331,6 +331,22 @@ class Store:
             return list(self.db["exchanges"].rows_where(order_by="id"))
         return list(self.db["exchanges"].rows_where("session_id = ?", [session_id], order_by="turn_index, id"))
 
+    def session_history(self, session_id: str) -> list[dict]:
+        """A chat session's conversation so far, as the model should see it next turn.
+
+        Rebuilt only from what this server logged: each exchange's customer message (the last message
+        of its request) and the reply it logged. Nothing a client sends back is trusted as model input,
+        and a turn that failed before an exchange was logged is simply not part of it.
+        """
+        history: list[dict] = []
+        for row in self.exchanges(session_id):
+            request = json.loads(row["request_messages"] or "[]")
+            if not request or request[-1].get("role") != "user":
+                continue  # not a chat turn (nothing we could rebuild it from)
+            history.append({"role": "user", "content": request[-1]["content"]})
+            history.append({"role": "assistant", "content": row["reply"] or ""})
+        return history
+
     def conversations(self) -> Iterator[dict]:
         for row in self.db["conversations"].rows_where(order_by="id"):
             row["messages"] = json.loads(row["messages"])

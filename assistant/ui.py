@@ -1,9 +1,13 @@
-"""The Gradio 6 chat UI: a thin edge over `assistant.chat.respond` and the store.
+"""The Gradio 6 chat UI: a thin edge over `assistant.chat.converse` and the store.
 
 Left: the conversation, streamed. Right: the Student / Teacher / Auto switch and a panel with the
 facts of the last reply (who answered and why, version, TTFT, latency, tokens, cost), kept out of
 the reply text. Thumbs on each reply (and buttons for the last one) are stored against its exchange.
 Errors become a visible message, never a stack trace.
+
+The conversation the model sees lives on the server (see `chat.converse`); the chatbot value a client
+sends back is only redrawn. The session id is a gr.State: Gradio keeps it per browser session on the
+server and never reads it from a request, so an API caller cannot pick another visitor's session.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import uuid
 
 import gradio as gr
 
-from assistant.chat import MODES, respond
+from assistant.chat import MODES, converse
 from assistant.errors import AssistantError, Cancelled
 
 log = logging.getLogger(__name__)
@@ -29,6 +33,23 @@ def _fmt(value, unit: str = "", digits: int = 0) -> str:
     if value is None:
         return "–"
     return f"{value:,.{digits}f}{unit}"
+
+
+def content_text(content) -> str:
+    """Plain text of a chat message's content: a str, a list of parts (dicts or strings), or one part.
+
+    Gradio 6 hands earlier turns back as lists of content parts ([{"type": "text", "text": ...}]).
+    Parts without text (files, components) show as nothing; this app sends none.
+    """
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return content_text(content.get("text"))
+    if isinstance(content, (list, tuple)):
+        return "\n".join(text for text in map(content_text, content) if text)
+    return str(content)
 
 
 def panel_markdown(ex: dict | None) -> str:
@@ -82,22 +103,22 @@ def build_app(services) -> gr.Blocks:
         return str(uuid.uuid4())
 
     def send(message: str, history: list, mode: str, session_id: str, ids: dict):
-        history = list(history or [])
+        # `history` is the chatbot as the browser shows it: used for display only. What the model sees
+        # is the session's history kept on the server (chat.converse), so a client cannot forge turns.
+        history = [{"role": m["role"], "content": content_text(m.get("content"))} for m in history or []
+                   if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
         ids = dict(ids or {})
         message = (message or "").strip()
         if not message:
             yield history, gr.update(), session_id, ids, "", gr.update()
             return
         session_id = session_id or new_session()
-        turn_index = sum(1 for m in history if m["role"] == "user")
         history.append({"role": "user", "content": message})
         history.append({"role": "assistant", "content": ""})
         yield history, gr.update(), session_id, ids, "", gr.update()
-        conversation = [{"role": m["role"], "content": m["content"]} for m in history[:-1]
-                        if isinstance(m.get("content"), str)]
         text = ""
         try:
-            for event in respond(services, conversation, mode, session_id, turn_index):
+            for event in converse(services, session_id, message, mode):
                 if event.kind == "delta":
                     text += event.text
                     history[-1] = {"role": "assistant", "content": text}

@@ -1,10 +1,12 @@
+"""The chat loop called directly: routing, streaming, fallback, logging, and server-side conversations."""
+
 import json
 import sqlite3
 
 import pytest
 
-from assistant.chat import respond, reply
-from assistant.errors import TeacherUnavailable
+from assistant.chat import converse, respond, reply
+from assistant.errors import ModelError, TeacherUnavailable
 from assistant.models import FakeModel
 from assistant.retrieval import CaseBase, KnowledgeBase, Retriever
 from assistant.router import RuleRouter
@@ -97,3 +99,41 @@ def test_teacher_cost_uses_the_price_table(services, settings):
     ex = reply(services, [{"role": "user", "content": "a b"}], "Teacher")
     # FakeModel usage: 2 input words, 3 output words -> 2 * $1 + 3 * $2
     assert ex["cost"] == pytest.approx(8.0)
+
+
+def user(text):
+    return {"role": "user", "content": text}
+
+
+def assistant(text):
+    return {"role": "assistant", "content": text}
+
+
+def test_converse_sends_the_server_side_history_and_counts_turns(services, settings):
+    services.student.enqueue("Orders ship in one day.", "Tracking is e-mailed.", "Yes, until it ships.")
+    for text in ("where is my order", "how do I track it", "can I change the address"):
+        list(converse(services, "s1", text, "Student"))
+    list(converse(services, "other", "hello", "Student"))  # another session shares nothing
+    assert services.student.calls[2] == [user("where is my order"), assistant("Orders ship in one day."),
+                                         user("how do I track it"), assistant("Tracking is e-mailed."),
+                                         user("can I change the address")]
+    assert services.student.calls[3] == [user("hello")]
+    logged = [(r["session_id"], r["turn_index"]) for r in rows(settings)]
+    assert logged == [("s1", 0), ("s1", 1), ("s1", 2), ("other", 0)]
+
+
+def test_a_turn_that_failed_before_logging_is_not_remembered(services, settings):
+    services.student.enqueue("First answer.")
+    list(converse(services, "s1", "first", "Student"))
+    services.student.fail_with = ModelError("the student crashed")
+    with pytest.raises(ModelError):
+        list(converse(services, "s1", "second", "Student"))
+    services.student.enqueue("Third answer.")
+    list(converse(services, "s1", "third", "Student"))
+    assert services.student.calls[-1] == [user("first"), assistant("First answer."), user("third")]
+    assert [r["turn_index"] for r in rows(settings)] == [0, 1]
+
+
+def test_converse_needs_a_session(services):
+    with pytest.raises(ValueError, match="session"):
+        list(converse(services, "", "hi", "Student"))

@@ -1,3 +1,5 @@
+"""The store: migrations, concurrent writers, feedback checks, and the chat history read back from exchanges."""
+
 import sqlite3
 import threading
 
@@ -53,3 +55,34 @@ def test_feedback_needs_a_real_exchange_and_valid_thumbs(tmp_path):
     ex = store.log_exchange({"session_id": "s", "reply": "x"})
     with pytest.raises(ValueError):
         store.add_feedback(ex, 0)
+
+
+def test_session_history_is_rebuilt_from_the_logged_exchanges(tmp_path):
+    store = Store(tmp_path / "a.db")
+
+    def log(session, turn, request, reply, **extra):
+        store.log_exchange({"session_id": session, "turn_index": turn, "request_messages": request, "reply": reply,
+                            **extra})
+
+    first = [{"role": "user", "content": "where is my order"}]
+    log("s", 0, first, "It ships today.")
+    log("other", 0, [{"role": "user", "content": "someone else's question"}], "someone else's answer")
+    # turn 1 failed before an exchange was logged: nothing of it is stored, so nothing is remembered.
+    # Turn 2: the teacher failed and the student answered; that reply was shown, so it is history.
+    second = first + [{"role": "assistant", "content": "It ships today."}, {"role": "user", "content": "and returns?"}]
+    log("s", 1, second, "Within 30 days.", error="teacher timed out", notice="the student answered")
+    assert store.session_history("s") == [
+        {"role": "user", "content": "where is my order"}, {"role": "assistant", "content": "It ships today."},
+        {"role": "user", "content": "and returns?"}, {"role": "assistant", "content": "Within 30 days."},
+    ]
+    assert store.session_history("nobody") == []
+
+
+def test_session_history_follows_turn_order_not_insertion_order(tmp_path):
+    store = Store(tmp_path / "a.db")
+    store.log_exchange({"session_id": "s", "turn_index": 1, "request_messages": [{"role": "user", "content": "b"}],
+                        "reply": "B"})
+    store.log_exchange({"session_id": "s", "turn_index": 0, "request_messages": [{"role": "user", "content": "a"}],
+                        "reply": None})
+    assert store.session_history("s") == [{"role": "user", "content": "a"}, {"role": "assistant", "content": ""},
+                                          {"role": "user", "content": "b"}, {"role": "assistant", "content": "B"}]
