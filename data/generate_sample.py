@@ -6,7 +6,9 @@ Nimbus Hub) and the Nimbus Protect subscription. The generator writes
     data/sample/kb/*.md             help-center articles with concrete facts (plans, prices, days, steps)
     data/sample/conversations.jsonl logged multi-turn conversations in OpenAI chat JSONL, with metadata:
                                     intent, resolution, CSAT, channel, customer fields, and per agent turn
-                                    the gold facts a correct reply must state
+                                    the gold facts a correct reply must state; after the 560 short ones,
+                                    70 long multi-issue conversations (20-60 messages) whose later replies
+                                    need facts the customer gave once, turns earlier
 
 The logs are meant to look like real ones: varied and messy wording, PII in the text, weak agent
 replies on some conversations (and low CSAT to match), multi-issue openers, angry customers,
@@ -23,6 +25,14 @@ from pathlib import Path
 
 SEED = 20261122
 N_CONVERSATIONS = 560
+# The long conversations come from their own random stream and are written after the short ones, so the
+# first 560 lines (and the KB) stay byte-identical to what they were before the long ones existed.
+LONG_SEED = 20261123
+N_LONG = 70
+# Their intent sorts after every other intent on purpose: distill.dataset.split_conversations shuffles the
+# intents in sorted order from one seeded generator, so a name in the middle of the alphabet (say
+# "multi_issue_long") would reshuffle the split of every existing intent sorted after it.
+LONG_INTENT = "xl_multi_issue"
 OUT = Path(__file__).resolve().parent / "sample"
 
 # ---------------------------------------------------------------------------------------------
@@ -687,6 +697,224 @@ def conversation(rng: random.Random, idx: int) -> dict:
     }
 
 
+# ---------------------------------------------------------------------------------------------
+# Long multi-issue conversations: one customer, 3-6 issues in a row, name and order number given once
+# near the start and referred back to later ("the order I mentioned", "as I said above"). A correct
+# reply deep in such a conversation needs facts from turns long gone: those facts are in its gold facts.
+# ---------------------------------------------------------------------------------------------
+# Intents whose agent needs the order number: in a long conversation it was given once, at the start.
+ORDER_INTENTS = sorted(k for k, v in INTENTS.items() if any("{order}" in g for g in v.get("give", [])))
+# Not in the pool: price_adjustment's answer asks for the order number, which a long conversation has already
+# given; speak_to_human ends a chat rather than being one issue among several.
+LONG_POOL = sorted(k for k in INTENTS if k not in ("price_adjustment", "speak_to_human"))
+LONG_OPEN = ["I have a few things to sort out, bear with me.", "several questions today sorry",
+             "Got a bunch of issues, hope you have time", "hi, a couple of problems with my stuff",
+             "Long list today, sorry in advance."]
+INTRO = ["this is {name}, my order number is {order}.", "{name} here. order {order}.",
+         "My name is {name} and the order is {order}.", "it's {name}, order number {order} if you need it."]
+ASK_IDS = ("Of course, happy to go through all of them. Could I have your name and your order number first?",
+           "Sure thing. To start, what's your name and the order number?")
+GIVE_IDS = ["{name}. order is {order}", "{name}, {order}", "sure: {name}, order number {order}"]
+NEXT = ["Thanks! What's the first thing?", "Got it, thanks. Go ahead with the first one.", "Thanks. What can I help with first?"]
+TRANSITION = ["ok next thing. ", "Another question: ", "also ", "second thing, ", "And while I have you, ", "one more: ",
+              "Next: ", "ok and ", "Moving on. "]
+ORDER_REFS = ["it's about the order I mentioned above", "same order as before", "for the order I gave you earlier",
+              "as I said above, it's the order from the start", "the order I mentioned"]
+# (never "order NH-1234567." : the gold-fact matcher keeps a full stop that follows a digit)
+ORDER_LEAD = ["For order {order}: ", "I've pulled up order {order}: ", "Looking at order {order} now. ",
+              "Order {order}, got it. ", "On order {order}: "]
+ACKS = ["ok", "k", "got it", "ok thanks", "right", "alright", "ok that makes sense", "ok cool", "hmm ok"]
+ACK_REPLIES = ["Great. What's next on your list?", "Anything else on your list?", "Sure. What else can I help with?",
+               "Happy to help. What's the next one?"]
+OTHER_THING = ["and the other thing?", "what about my other question", "and the second thing I asked?",
+               "you missed my other question above", "the other issue, as I said above?"]
+GOING_BACK = ["going back to the {topic} from before: ", "back to the {topic} I mentioned above. ",
+              "sorry, one more about the {topic}: ", "re the {topic} earlier, "]
+CONFIRM_ORDER = ["wait, which order are you looking at? as I said above it's the one from the start",
+                 "can you confirm the order number you have for me? want to be sure",
+                 "just checking you have the right order, the one I gave at the beginning?"]
+SAME_ACCOUNT = ["same account as before", "it's the same account as before", "(same account as before)"]
+REPEAT = ["sorry, can you repeat that last part?", "wait what was that again", "sorry I missed that, say again?",
+          "hang on, can you repeat the important bit"]
+HOLD = ["hold on a sec", "brb, someone at the door", "sorry, one moment", "give me a minute"]
+HOLD_REPLIES = ["No problem, take your time.", "I'm still here whenever you're ready.", "Sure, I'll wait."]
+RECAP = ["can you sum up what we sorted out today? I won't remember all this", "so to recap, what did we agree on?",
+         "before I go, can you summarise everything above?"]
+
+
+def _topic(intent: str) -> str:
+    return intent.replace("_", " ")
+
+
+def long_conversation(rng: random.Random, idx: int) -> dict:
+    """A long multi-issue conversation: 20-60 messages, later turns leaning on what was said early on."""
+    while True:
+        conv = _long_attempt(rng, idx)
+        if 20 <= len(conv["messages"]) <= 60:
+            return conv
+
+
+def _long_attempt(rng: random.Random, idx: int) -> dict:
+    cust = customer(rng)
+    messages: list[dict] = []
+    gold: list[list[str]] = []
+    weak = rng.random() < 0.1
+    angry = rng.random() < 0.1
+    tags = ["long", "multi_issue"] + (["angry"] if angry else [])
+
+    def say_user(text: str) -> None:
+        messages.append({"role": "user", "content": text})
+
+    def say_agent(text: str, facts: list[str]) -> None:
+        first = not any(m["role"] == "assistant" for m in messages)
+        text, facts = agent(rng, text, facts, cust, first, weak)
+        messages.append({"role": "assistant", "content": text})
+        gold.append(list(facts))
+
+    def messy(text: str, ids: str = "") -> str:
+        # typos only where they cannot damage the identifiers the customer gives once
+        return typo(rng, text) + (" " + ids if ids else "")
+
+    n_issues = rng.choice([3, 4, 4, 5, 5, 6, 6])
+    issues = rng.sample(LONG_POOL, k=n_issues)
+    # at least one issue needs the order number given at the start
+    if not any(i in ORDER_INTENTS for i in issues):
+        issues[rng.randrange(n_issues)] = rng.choice(ORDER_INTENTS)
+    gave_email = rng.random() < 0.3
+    chatty = rng.random()  # some customers go straight through their list, others chat around every answer
+
+    # The opening: name and order number, once.
+    opener = rng.choice(GREET) + rng.choice(LONG_OPEN)
+    if angry:
+        opener = rng.choice(ANGRY_PREFIX) + opener
+    intro = rng.choice(INTRO).format(**cust)
+    email = f" my email is {cust['email']}" if gave_email else ""
+    if rng.random() < 0.5:
+        say_user(messy(opener) + " " + intro + email)
+        say_agent(rng.choice(NEXT), [])
+    else:
+        say_user(messy(opener))
+        say_agent(rng.choice(ASK_IDS), [])
+        say_user(rng.choice(GIVE_IDS).format(**cust) + email)
+        say_agent(rng.choice(NEXT), [])
+
+    done: list[tuple[str, list[str]]] = []  # (intent, key facts) per answered issue, for the recap
+    pending_other: str | None = None  # an issue raised in the same message as another, not answered yet
+    open_followups: dict[str, list] = {}
+    k = 0
+    while k < len(issues) or pending_other:
+        if pending_other and (k >= len(issues) or rng.random() < 0.6):
+            # "and the other thing?": what it was is several messages up
+            intent, pending_other = pending_other, None
+            say_user(messy(rng.choice(OTHER_THING)))
+            text, facts = INTENTS[intent]["answer"]
+            say_agent("About your other question: " + text, facts)
+            done.append((intent, facts))
+            continue
+        intent = issues[k]
+        spec = INTENTS[intent]
+        lead = rng.choice(TRANSITION) if done else ""
+        text = lead + rng.choice(spec["openers"])
+        pair = None
+        if pending_other is None and k + 1 < len(issues) and issues[k + 1] not in ORDER_INTENTS \
+                and "ask" not in INTENTS[issues[k + 1]] and rng.random() < 0.3:
+            pair = issues[k + 1]
+            text += rng.choice([". Also ", " and another thing: ", ". Plus "]) + rng.choice(INTENTS[pair]["openers"]).lower()
+        k += 1 + (pair is not None)
+        facts_extra: list[str] = []
+        prefix = ""
+        if intent in ORDER_INTENTS:
+            ref = rng.choice(ORDER_REFS)
+            if intent == "change_address":
+                say_user(messy(f"{text}, {ref}. new address is") + " " + cust["address"])
+            else:
+                say_user(messy(f"{text}, {ref}"))
+            prefix, facts_extra = rng.choice(ORDER_LEAD).format(**cust), [cust["order"]]
+        elif intent == "double_charge" and gave_email:
+            say_user(messy(f"{text}, {rng.choice(SAME_ACCOUNT)}"))
+            prefix = "I've checked the billing history on the account you gave me. "
+        else:
+            say_user(messy(text))
+            if "ask" in spec:
+                say_agent(spec["ask"], [])
+                say_user(typo(rng, rng.choice(spec["give"]).format(**cust)))
+        answer, facts = spec["answer"]
+        if angry and rng.random() < 0.3:
+            answer = "I'm really sorry for the trouble. " + answer
+        say_agent(prefix + answer, facts + facts_extra)
+        done.append((intent, facts + facts_extra))
+        if pair:
+            pending_other = pair
+        said = [x for x in re.split(r"(?<=[.!?])\s+", answer) if any(f in x for f in facts)]
+        if said and rng.random() < 0.5 * chatty:
+            # "what was that number again?": the answer is one message up
+            ask = rng.choice(REPEAT)
+            sentence = said[-1] if "last" in ask else rng.choice(said)
+            say_user(messy(ask))
+            say_agent("Sure: " + sentence, [f for f in facts if f in sentence])
+        followups = rng.sample(spec["followups"], k=len(spec["followups"]))
+        for variants, reply, ffacts in followups:
+            if rng.random() < 0.4 + 0.4 * chatty:
+                say_user(messy(rng.choice(variants)))
+                say_agent(reply, ffacts)
+            else:
+                open_followups.setdefault(intent, []).append((variants, reply, ffacts))
+        if rng.random() < 0.3 + 0.6 * chatty:
+            say_user(rng.choice(ACKS))
+            say_agent(rng.choice(ACK_REPLIES), [])
+        if rng.random() < 0.3 * chatty:
+            say_user(messy(rng.choice(HOLD)))
+            say_agent(rng.choice(HOLD_REPLIES), [])
+        # Now and then the customer goes back to an earlier issue, or checks the agent still has the order.
+        earlier = [i for i in open_followups if i != intent and open_followups[i]]
+        if earlier and rng.random() < 0.2 + 0.4 * chatty:
+            back = rng.choice(earlier)
+            variants, reply, ffacts = open_followups[back].pop(0)
+            say_user(messy(rng.choice(GOING_BACK).format(topic=_topic(back)) + rng.choice(variants)))
+            say_agent(reply, ffacts)
+        if len(done) >= 2 and rng.random() < 0.15:
+            say_user(messy(rng.choice(CONFIRM_ORDER)))
+            say_agent(f"Yes, I'm looking at order {cust['order']}, the one you gave me at the start.", [cust["order"]])
+
+    if rng.random() < 0.5:
+        # The recap needs every issue, the first of them many turns up.
+        say_user(messy(rng.choice(RECAP)))
+        parts = [f"- {_topic(i)}: {', '.join(f[:2])}" for i, f in done]
+        facts = [f[0] for _, f in done]
+        recap = "Sure, here's the recap:\n" + "\n".join(parts)
+        if any(i in ORDER_INTENTS for i, _ in done):
+            recap += f"\nAll of it is on order {cust['order']} if you need to quote it."
+            facts.append(cust["order"])
+        say_agent(recap, facts)
+    say_user(rng.choice(THANKS))
+    say_agent(*CLOSE)
+
+    if weak:
+        resolution, csat = rng.choice(["unresolved", "escalated", "resolved"]), rng.choice([1, 2, 2, 3])
+    else:
+        resolution = "resolved" if rng.random() < 0.9 else rng.choice(["escalated", "unresolved"])
+        csat = rng.choice([4, 5, 5, 5, 3]) if not angry else rng.choice([2, 3, 4, 5])
+    created = f"2026-{rng.randrange(1, 11):02d}-{rng.randrange(1, 28):02d}T{rng.randrange(0, 24):02d}:{rng.randrange(0, 60):02d}:00Z"
+    return {
+        "messages": messages,
+        "metadata": {
+            "conversation_id": f"NHS-{100000 + idx}",
+            "intent": LONG_INTENT,
+            "issues": [i for i, _ in done],
+            "kb_article": INTENTS[done[0][0]]["kb"],
+            "resolution": resolution,
+            "csat": csat,
+            "channel": rng.choice(CHANNELS),
+            "tags": tags + (["weak_agent"] if weak else []),
+            "created_at": created,
+            "customer_name": cust["name"],
+            "customer_email": cust["email"],
+            "customer_order": cust["order"],
+            "gold_facts": gold,
+        },
+    }
+
+
 def main() -> None:
     rng = random.Random(SEED)
     kb_dir = OUT / "kb"
@@ -698,9 +926,13 @@ def main() -> None:
     with open(OUT / "conversations.jsonl", "w", encoding="utf-8") as fh:
         for i in range(N_CONVERSATIONS):
             fh.write(json.dumps(conversation(rng, i), ensure_ascii=False) + "\n")
+        long_rng = random.Random(LONG_SEED)
+        for i in range(N_CONVERSATIONS, N_CONVERSATIONS + N_LONG):
+            fh.write(json.dumps(long_conversation(long_rng, i), ensure_ascii=False) + "\n")
     n_turns = [len(json.loads(line)["messages"]) for line in open(OUT / "conversations.jsonl", encoding="utf-8")]
-    print(f"wrote {len(KB)} KB articles and {N_CONVERSATIONS} conversations "
-          f"({min(n_turns)}-{max(n_turns)} messages each) to {OUT}")
+    short, long_ = n_turns[:N_CONVERSATIONS], n_turns[N_CONVERSATIONS:]
+    print(f"wrote {len(KB)} KB articles, {N_CONVERSATIONS} conversations ({min(short)}-{max(short)} messages each) "
+          f"and {N_LONG} long ones ({min(long_)}-{max(long_)} messages, {sum(long_) / len(long_):.0f} on average) to {OUT}")
 
 
 if __name__ == "__main__":

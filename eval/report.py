@@ -77,6 +77,62 @@ def _mean(values):
     return sum(values) / len(values) if values else None
 
 
+# Turn depth: a model that loses a long conversation's context (a name, an order number given once,
+# "as I said above") answers the first turns well and the deep ones badly; the breakdown shows it as a number.
+DEPTH_BUCKETS = (("1-2", 1, 2), ("3-5", 3, 5), ("6+", 6, None))
+
+
+def turn_depth(item: dict) -> int:
+    """The agent turn's number in its conversation, 1-based: how many customer messages came before it."""
+    history = item.get("history")
+    if history:
+        return max(1, sum(m.get("role") == "user" for m in history))
+    # no history stored: `turn` is the message index in a transcript that opens with the customer and alternates
+    return max(1, (int(item.get("turn") or 0) + 1) // 2)
+
+
+def depth_bucket(depth: int) -> str:
+    return next(label for label, lo, hi in DEPTH_BUCKETS if depth >= lo and (hi is None or depth <= hi))
+
+
+def depth_breakdown(items: list[dict], key: str | None = None) -> dict[str, dict[str, dict]]:
+    """Per arm and turn-depth bucket: {"n": turns counted, "accuracy": (mean, low, high) or None}.
+
+    The same accuracy as everywhere in the report (see accuracy_definition), counted over the same turns
+    (a turn without gold facts is not counted when accuracy is gold-fact accuracy)."""
+    if key is None:
+        key, _ = accuracy_definition(items)
+    values: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for it in items:
+        arm_values = values[it["arm"]]  # an arm with nothing to count still gets its row
+        v = _value(it, key)
+        if v is not None:
+            arm_values[depth_bucket(turn_depth(it))].append(v)
+    arms = [a for a in ARM_LABELS if a in values] + sorted(a for a in values if a not in ARM_LABELS)
+    return {arm: {label: {"n": len(values[arm][label]), "accuracy": bootstrap_ci(values[arm][label])}
+                  for label, _, _ in DEPTH_BUCKETS} for arm in arms}
+
+
+def depth_gap(by_depth: dict[str, dict]) -> float | None:
+    """Accuracy at turns 6+ minus turns 1-2, in points (negative: worse deep in the conversation)."""
+    deep, first = by_depth["6+"]["accuracy"], by_depth["1-2"]["accuracy"]
+    return None if deep is None or first is None else (deep[0] - first[0]) * 100
+
+
+def depth_notes(breakdown: dict[str, dict[str, dict]], tolerance: float = 10.0) -> list[str]:
+    """Plain sentences for the arms whose deep turns fall more than `tolerance` points behind their first ones."""
+    out = []
+    for arm, by_depth in breakdown.items():
+        gap = depth_gap(by_depth)
+        if gap is not None and gap < -tolerance:
+            deep, first = by_depth["6+"], by_depth["1-2"]
+            beyond = " (beyond the confidence intervals)" if deep["accuracy"][2] < first["accuracy"][1] else ""
+            out.append(f"⚠️ {ARM_LABELS.get(arm, arm)}: accuracy at turns 6+ is **{-gap:.0f} points below** turns 1-2"
+                       f"{beyond}, {deep['accuracy'][0]:.1%} of {deep['n']} vs {first['accuracy'][0]:.1%} of {first['n']}: "
+                       "it loses what was said earlier in long conversations.")
+    return out
+
+
 def _pct_change(new, old):
     if new is None or old in (None, 0):
         return "–"
@@ -135,8 +191,9 @@ def _plot_png(draw) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def plots(items: list[dict], summary: dict, acc_key: str) -> dict[str, str]:
+def plots(items: list[dict], summary: dict, acc_key: str, by_depth: dict | None = None) -> dict[str, str]:
     arms = [a for a in ARM_LABELS if a in summary]
+    by_depth = by_depth if by_depth is not None else depth_breakdown(items, acc_key)
     by_arm = defaultdict(list)
     for it in items:
         by_arm[it["arm"]].append(it)
@@ -189,8 +246,31 @@ def plots(items: list[dict], summary: dict, acc_key: str) -> dict[str, str]:
         ax.set_title("Cost vs quality")
         ax.legend(fontsize=7)
 
+    def per_depth(ax):
+        labels = [label for label, _, _ in DEPTH_BUCKETS]
+        shown = [a for a in arms if a in by_depth]
+        width = 0.8 / max(1, len(shown))
+        for k, a in enumerate(shown):
+            xs, ys, err = [], [], [[], []]
+            for i, label in enumerate(labels):
+                acc = by_depth[a][label]["accuracy"]
+                if acc is None:
+                    continue
+                xs.append(i + k * width)
+                ys.append(acc[0])
+                err[0].append(acc[0] - acc[1])
+                err[1].append(acc[2] - acc[0])
+            ax.bar(xs, ys, width, yerr=err, capsize=2, label=ARM_LABELS[a], color=COLORS[a], error_kw={"elinewidth": 0.8})
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))],
+                      [f"turns {label}" for label in labels])
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("accuracy (95% CI)")
+        ax.set_title("Accuracy by turn depth")
+        ax.legend(fontsize=6, ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.08), frameon=False)
+
     return {"Reply latency": _plot_png(latency), "Accuracy per intent": _plot_png(per_intent),
-            "Accuracy vs latency": _plot_png(acc_latency), "Cost vs quality": _plot_png(cost_quality)}
+            "Accuracy vs latency": _plot_png(acc_latency), "Cost vs quality": _plot_png(cost_quality),
+            "Accuracy by turn depth": _plot_png(per_depth)}
 
 
 def worst_student_answers(items: list[dict], n: int = 8) -> list[dict]:
@@ -237,7 +317,8 @@ def build_report(store: Store, settings, run_id: int | None = None) -> tuple[Pat
     models = json.loads(run["models"] or "{}")
     config = json.loads(run["config"] or "{}")
     online = online_stats(store)
-    figures = plots(items, summary, acc_key)
+    by_depth = depth_breakdown(items, acc_key)
+    figures = plots(items, summary, acc_key, by_depth)
     worst = worst_student_answers(items)
     judge_note = (f"Judge: **{run['judge']}** graded correctness, completeness and safety against the reference; student "
                   "vs teacher was also compared pairwise, asked in both orders to cancel position bias."
@@ -290,6 +371,19 @@ def build_report(store: Store, settings, run_id: int | None = None) -> tuple[Pat
             "–" if summary[a]["teacher_share"] is None else f"{summary[a]['teacher_share']:.0%}"] for a in arms])
     md.append(f"\n{judge_note}\n")
     body.append(f"<p>{_md_inline(judge_note)}</p>")
+
+    def depth_cell(d):
+        return "–" if d["accuracy"] is None else f"{_fmt(d['accuracy'], 'acc')}, n={d['n']}"
+
+    table("Accuracy by turn depth", ["Arm"] + [f"Turns {label}" for label, _, _ in DEPTH_BUCKETS] + ["6+ vs 1-2"],
+          [[ARM_LABELS.get(a, a)] + [depth_cell(d[label]) for label, _, _ in DEPTH_BUCKETS]
+           + ["–" if depth_gap(d) is None else f"{depth_gap(d):+.0f} points"] for a, d in by_depth.items()])
+    depth_text = ("Depth = the agent turn's number in its conversation (how many customer messages came before it); "
+                  "n = turns counted. A model that loses earlier context (a name or an order number given once, "
+                  "\"as I said above\") scores lower on deep turns than on the first ones.")
+    for line in [depth_text] + depth_notes(by_depth):
+        md.append(line + "\n")
+        body.append(f"<p>{_md_inline(line)}</p>")
     pair = [it.get("pairwise_vs_teacher") for it in items if it["arm"] == "student" and it.get("pairwise_vs_teacher")]
     if pair:
         line = (f"Pairwise (student vs teacher, both orders): student better {pair.count('first')}, teacher better "
