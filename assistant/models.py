@@ -8,8 +8,8 @@ Implementations:
 - `LlamaStudent`: a GGUF served in-process by llama.cpp (the packaged SmolLM2-135M-Instruct by
   default, later the promoted distilled versions). One loaded model per file per process; a lock
   serialises generation because a llama.cpp context is not thread-safe.
-- `GroundedStudent`: a student trained retrieval-augmented, served with the same grounded prompt
-  (`student_messages`) it was trained on.
+- `GroundedStudent`: a student trained retrieval-augmented, served with the same grounded layout
+  (`assistant.grounding.student_layout`) it was trained on.
 - `OpenAITeacher`: any OpenAI-compatible endpoint, prompt grounded in KB passages and similar
   resolved cases.
 - `CaseTeacher`: the offline stand-in for the teacher: the agent reply that followed the most similar
@@ -236,19 +236,23 @@ class LlamaStudent(ChatModel):
         bos = vocab.token_get_text(self._llm.token_bos()) if hasattr(vocab, "token_get_text") else ""
         return Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
 
+    def count_tokens(self, text: str) -> int:
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
     def prompt_tokens(self, messages: list[dict]) -> tuple[list[int], list[str]]:
-        """Render the chat template and tokenize; drop the oldest turns until the reply fits the context."""
-        budget = self.n_ctx - self.max_tokens - 8
-        msgs = list(messages)
-        while True:
-            rendered = self._formatter(messages=msgs)
-            tokens = self._llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=False, special=True)
-            if len(tokens) <= budget or len(msgs) <= 1:
-                stop = rendered.stop if isinstance(rendered.stop, list) else ([rendered.stop] if rendered.stop else [])
-                return tokens[-budget:], stop
-            # keep a leading system message; drop the oldest turn after it
-            drop = 1 if msgs[0]["role"] == "system" and len(msgs) > 2 else 0
-            del msgs[drop]
+        """Render the chat template over the context window (`fit_window`) and tokenize.
+
+        The window drops old turns in large steps, so a session's consecutive prompts share their prefix
+        and llama.cpp, which keeps the previous prompt's KV cache, prefills only the new turn.
+        """
+        from assistant.grounding import fit_window, prompt_budget
+
+        budget = prompt_budget(self.n_ctx, self.max_tokens)
+        msgs = fit_window(list(messages), self.count_tokens, budget)
+        rendered = self._formatter(messages=msgs)
+        tokens = self._llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=False, special=True)
+        stop = rendered.stop if isinstance(rendered.stop, list) else ([rendered.stop] if rendered.stop else [])
+        return tokens[-budget:], stop
 
     def _generate(self, messages, max_tokens):
         max_tokens = max_tokens or self.max_tokens
@@ -305,42 +309,23 @@ def teacher_messages(messages: Sequence[dict], grounding: dict | None, policy: s
     return [{"role": "system", "content": system}] + [m for m in messages if m["role"] != "system"]
 
 
-# ---- student: retrieval-augmented prompt ---------------------------------------------------
-
-STUDENT_POLICY = (
-    "You are a customer-support agent. Answer the customer's last message briefly. Use the facts in "
-    "<knowledge_base> and how agents answered <similar_cases> when they fit; never invent prices or policies."
-)
-# A small student has a short context and little capacity to read: fewer, shorter passages than the teacher.
-STUDENT_KB, STUDENT_CASES = 1, 2
-STUDENT_BLOCK = {"max_passage_chars": 400, "case_turns": 1, "max_case_chars": 240}
-
-
-def student_messages(messages: Sequence[dict], retriever, exclude_conversation=None) -> list[dict]:
-    """The retrieval-augmented student's prompt: the same function builds it for training and for serving."""
-    history = [m for m in messages if m["role"] != "system"]
-    grounding = retriever.ground(history, STUDENT_KB, STUDENT_CASES * 3, exclude_conversation=exclude_conversation)
-    # support teams reuse macros: the same reply often comes back several times; show each once
-    seen, cases = set(), []
-    for hit in grounding["cases"]:
-        key = " ".join(hit.item["reply"].lower().split())
-        if key not in seen:
-            seen.add(key)
-            cases.append(hit)
-    grounding["cases"] = cases[:STUDENT_CASES]
-    return teacher_messages(messages, grounding, STUDENT_POLICY, **STUDENT_BLOCK)
-
+# ---- student: retrieval-augmented ---------------------------------------------------------
 
 class GroundedStudent(ChatModel):
-    """A student trained with retrieval in its prompt, served the same way: KB passages and similar cases first."""
+    """A student trained with retrieval in its prompt, served the same way (`assistant.grounding.student_layout`)."""
 
     def __init__(self, inner: ChatModel, retriever):
         self.inner, self.retriever = inner, retriever
         self.name, self.version, self.role, self.local = inner.name, inner.version, inner.role, inner.local
         self.description = inner.description + ", retrieval-augmented"
+        from assistant.grounding import LayoutMemo
+
+        self.memo = LayoutMemo()  # a chat's next turn retrieves only for its new message
 
     def _generate(self, messages, max_tokens):
-        yield from self.inner._generate(student_messages(messages, self.retriever), max_tokens)
+        from assistant.grounding import student_layout
+
+        yield from self.inner._generate(student_layout(messages, self.retriever, memo=self.memo), max_tokens)
 
 
 # ---- teacher: OpenAI-compatible endpoint ---------------------------------------------------

@@ -77,6 +77,25 @@ def test_student_drops_oldest_turns_to_fit_its_context(student):
     long = [{"role": "user" if i % 2 == 0 else "assistant", "content": "word " * 300} for i in range(15)]
     tokens, _ = student.prompt_tokens(long)
     assert len(tokens) <= student.n_ctx - student.max_tokens
+    assert student._llm.detokenize(tokens).decode().count("word") < 15 * 300 / 2  # old turns were dropped
+
+
+def test_a_follow_up_turn_prefills_only_its_new_tokens(student):
+    """llama.cpp keeps the last prompt's KV cache: the next turn of the same conversation extends it."""
+    turn1 = [{"role": "user", "content": "Hello, my order NH-4506499 has not arrived. Can you check it?"}]
+    first = student.complete(turn1, 16)
+    turn2 = turn1 + [{"role": "assistant", "content": first.text},
+                     {"role": "user", "content": "It was a doorbell. When will it ship?"}]
+    tokens, _ = student.prompt_tokens(turn2)
+    evaluated = []
+    original = student._llm.eval
+    student._llm.eval = lambda toks: (evaluated.append(len(toks)), original(toks))[1]
+    try:
+        student.complete(turn2, 4)
+    finally:
+        student._llm.eval = original
+    prefilled = sum(evaluated) - (len(evaluated) - 1)  # every eval after the prompt's is one generated token
+    assert 0 < prefilled < len(tokens) / 2, (prefilled, len(tokens))
 
 
 def test_loaded_once_per_process(student):
@@ -84,32 +103,15 @@ def test_loaded_once_per_process(student):
     assert again._llm is student._llm
 
 
-def test_grounded_student_is_served_the_prompt_it_was_trained_on(fake_embedder):
-    from assistant.models import GroundedStudent, student_messages
+def test_grounded_student_is_served_the_layout_it_was_trained_on(fake_embedder):
+    from assistant.grounding import student_layout
+    from assistant.models import GroundedStudent
 
     r = _retriever(fake_embedder)
     history = [{"role": "user", "content": "I forgot my password"}]
     inner = FakeModel(replies=["Tap Forgot password."])
     student = GroundedStudent(inner, r)
     assert student.complete(history).text == "Tap Forgot password."
-    assert inner.calls == [student_messages(history, r)]
-    system = inner.calls[0][0]["content"]
-    assert inner.calls[0][1:] == history and "<similar_cases>" in system and "24 hours" in system
-    # the unresolved case's weak reply is never shown; the same reply is shown once however often it recurs
-    assert "try again later" not in system and system.count("24 hours") == 1
-    # training excludes the conversation being learned from its own grounding
-    own = student_messages(history, r, exclude_conversation=2)[0]["content"]
-    assert "24 hours" not in own and student.name == inner.name and student.version == inner.version
-
-
-def test_student_messages_show_a_recurring_macro_once(fake_embedder):
-    from assistant.models import student_messages
-
-    reply = "Tap Forgot password; the link is valid for 24 hours."
-    convs = [{"id": i, "resolution": "resolved", "csat": 5, "messages": [
-        {"role": "user", "content": f"I forgot my password {i}"}, {"role": "assistant", "content": reply}]} for i in range(4)]
-    convs.append({"id": 9, "resolution": "resolved", "csat": 5, "messages": [
-        {"role": "user", "content": "I forgot my password again"}, {"role": "assistant", "content": "Try the app's reset."}]})
-    r = Retriever(KnowledgeBase([], fake_embedder), CaseBase(convs, fake_embedder))
-    system = student_messages([{"role": "user", "content": "I forgot my password"}], r)[0]["content"]
-    assert system.count("24 hours") == 1 and "Try the app's reset." in system
+    assert inner.calls == [student_layout(history, r)]
+    assert "24 hours" in inner.calls[0][-1]["content"]  # the grounding sits in the customer's turn
+    assert student.name == inner.name and student.version == inner.version
