@@ -275,12 +275,16 @@ def train_cmd(
     dataset: str = typer.Option(None, help="Dataset version (default: the newest)."),
     epochs: int = typer.Option(_train_default("epochs"), help=_train_help("epochs")),
     learning_rate: float = typer.Option(_train_default("learning_rate"), help=_train_help("learning_rate")),
-    batch_size: int = typer.Option(_train_default("batch_size"), help=_train_help("batch_size")),
+    batch_tokens: int = typer.Option(_train_default("batch_tokens"), help=_train_help("batch_tokens")),
     grad_accum: int = typer.Option(_train_default("grad_accum"), help=_train_help("grad_accum")),
     lora_r: int = typer.Option(_train_default("lora_r"), help=_train_help("lora_r")),
     lora_alpha: int = typer.Option(_train_default("lora_alpha"), help=_train_help("lora_alpha")),
     lora_dropout: float = typer.Option(_train_default("lora_dropout"), help=_train_help("lora_dropout")),
     max_length: int = typer.Option(_train_default("max_length"), help=_train_help("max_length")),
+    memory_limit_mb: int = typer.Option(_train_default("memory_limit_mb"), help=_train_help("memory_limit_mb")),
+    gradient_checkpointing: bool = typer.Option(_train_default("gradient_checkpointing"),
+                                                "--gradient-checkpointing/--no-gradient-checkpointing",
+                                                help=_train_help("gradient_checkpointing")),
     turns: str = typer.Option(_train_default("turns"), help=_train_help("turns")),
     early_stopping_patience: int = typer.Option(_train_default("early_stopping_patience"), help=_train_help("early_stopping_patience")),
     max_steps: int = typer.Option(_train_default("max_steps"), help=_train_help("max_steps")),
@@ -301,8 +305,9 @@ def train_cmd(
     from distill.train import TrainConfig
 
     settings = _settings()
-    config = TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, grad_accum=grad_accum,
+    config = TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_tokens=batch_tokens, grad_accum=grad_accum,
                          lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, max_length=max_length,
+                         memory_limit_mb=memory_limit_mb, gradient_checkpointing=gradient_checkpointing,
                          turns=turns, early_stopping_patience=early_stopping_patience, max_steps=max_steps, seed=seed,
                          retrieval_augmented=retrieval_augmented, load_in_4bit=load_in_4bit)
     bar = _Progress("training", " steps")

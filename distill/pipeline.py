@@ -120,11 +120,12 @@ def held_out_retriever(store: Store, settings, dd, retriever=None):
 
 
 def grounding_for_training(retriever, rows_by_split):
-    """The `ground` callable of train_lora: the served prompt for a history, never showing the row's own conversation."""
-    from assistant.models import student_messages
+    """The `ground` callable of train_lora: the served layout of a conversation, never showing its own replies."""
+    from assistant.grounding import student_layout
 
-    retriever.warm([r["messages"][:t] for rows in rows_by_split for r in rows for t in r["train_turns"]])
-    return lambda history, conversation_id: student_messages(history, retriever, conversation_id)
+    retriever.warm([r["messages"][:t] for rows in rows_by_split for r in rows for t in range(1, len(r["messages"]) + 1)
+                    if r["messages"][t - 1]["role"] == "user"])
+    return lambda messages, conversation_id: student_layout(messages, retriever, conversation_id)
 
 
 def train_student(store: Store, settings, *, dataset_version: str | None = None, config: TrainConfig | None = None,
@@ -165,7 +166,7 @@ def train_student(store: Store, settings, *, dataset_version: str | None = None,
                 if config.retrieval_augmented or retrieval_augmented(registry.serving(store)) else None)
     ground = None
     if config.retrieval_augmented:
-        log("retrieval-augmented: every trained turn gets the KB passages and similar cases it would be served with")
+        log("retrieval-augmented: every customer turn carries the KB passage and similar replies it is served with")
         ground = grounding_for_training(held_out, [train_rows, val_rows])
     result = train_lora(model, tokenizer, train_rows, val_rows, config, run_dir, progress, should_stop, ground=ground)
     if not result.main_process:

@@ -1,17 +1,22 @@
 """Fine-tune the student on a labelled dataset with LoRA (stage 2 of distillation).
 
-Each dataset row is a whole conversation; the chat template is applied and the loss is taken only on
-the tokens of the assistant turns named in `train_turns` (every labelled turn, or the final one with
-`turns="final"`), everything else masked with -100. Conversations longer than `max_length` lose their
-oldest turns first (the recent context is what a reply depends on). Batches are grouped by length so
-padding does not dominate; gradients accumulate; the learning rate warms up then decays linearly.
-Validation loss is measured after every epoch, training stops early when it stops improving, and the
-best adapter is kept. A checkpoint (adapter, optimizer, scheduler, RNG, position) is written every
-`checkpoint_steps` optimizer steps and at each epoch end; running the same config on the same data
-again resumes from it and ends where an uninterrupted run would.
+Each dataset row is a whole conversation, laid out the way the student is served
+(`assistant.grounding.student_layout`: plain, or retrieval-augmented with each customer turn's KB passage
+and similar replies inline) and trained as one sequence, with the loss only on the tokens of the
+assistant turns named in `train_turns` (every labelled turn, or the final one with `turns="final"`),
+everything else masked with -100. A conversation longer than `max_length` is cut into the context
+windows the served student reads (`training_windows`), so every reply is learned once with the context
+it will be served with and the cost stays linear in the conversation's length.
 
-With `retrieval_augmented`, each trained turn is its own example whose prompt carries the KB passage
-and similar cases the student will be served with (see `prepare_rows`).
+Memory is bounded by construction: micro-batches hold at most `batch_tokens` tokens padding included,
+activations are recomputed in the backward pass (gradient checkpointing), the output head's logits exist
+one chunk at a time, and a preflight (`distill.memory.plan_memory`) checks the estimated peak against
+the machine before the first step, lowering the micro-batch or refusing with the numbers.
+Micro-batches group sequences of similar length; gradients accumulate; the learning rate warms up then
+decays linearly. Validation loss is measured after every epoch, training stops early when it stops
+improving, and the best adapter is kept. A checkpoint (adapter, optimizer, scheduler, RNG, position) is
+written every `checkpoint_steps` optimizer steps and at each epoch end; running the same config on the
+same data again resumes from it and ends where an uninterrupted run would.
 
 The loop is plain PyTorch + peft so it runs unchanged on CPU, one GPU, or several under
 `accelerate launch` / `torchrun`: every process takes its share of each optimizer step's micro-batches,
@@ -31,6 +36,8 @@ from pathlib import Path
 from typing import Callable
 
 from assistant.errors import Cancelled, InputError
+from assistant.grounding import REPLY_RESERVE, message_tokens, prompt_budget, student_layout, window_starts
+from distill.memory import plan_memory
 
 IGNORE = -100
 
@@ -39,13 +46,15 @@ IGNORE = -100
 class TrainConfig:
     epochs: int = field(default=3, metadata={"help": "Passes over the training split (the reference method uses 3)."})
     learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate. 1e-3 suits LoRA on a ~100M-parameter student; use ~2e-4 for multi-billion bases."})
-    batch_size: int = field(default=8, metadata={"help": "Conversations per micro-batch."})
+    batch_tokens: int = field(default=2048, metadata={"help": "Tokens per micro-batch, padding included (rows x longest row): what bounds training memory. Lowered automatically when the memory preflight says it would not fit."})
     grad_accum: int = field(default=2, metadata={"help": "Micro-batches per optimizer step."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling (alpha / r multiplies the update)."})
     lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
     target_modules: str = field(default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", metadata={"help": "Comma-separated module names LoRA adapts."})
-    max_length: int = field(default=1024, metadata={"help": "Longest training sequence in tokens; older turns are dropped to fit."})
+    max_length: int = field(default=2048, metadata={"help": "Context in tokens (the served student's, ASSISTANT_STUDENT_CONTEXT): a conversation whose prompt outgrows it, less room for a 256-token reply, is trained in the windows the served student reads."})
+    memory_limit_mb: int = field(default=0, metadata={"help": "Peak memory the run may use, in MB (0: 85% of what the machine has available when training starts). The preflight lowers the micro-batch to fit, or refuses."})
+    gradient_checkpointing: bool = field(default=True, metadata={"help": "Recompute activations in the backward pass instead of keeping them: much less memory for about a third more compute."})
     warmup_ratio: float = field(default=0.05, metadata={"help": "Share of steps spent warming the learning rate up."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     turns: str = field(default="all", metadata={"help": "all: learn every labelled assistant turn; final: only the last one."})
@@ -102,14 +111,43 @@ def encode(tokenizer, messages: list[dict], train_turns: list[int], max_length: 
     return {"input_ids": ids, "labels": labels}
 
 
+def training_windows(layout: list[dict], trained: list[int], count: Callable[[str], int],
+                     budget: int) -> list[tuple[list[dict], list[int]]]:
+    """A laid-out conversation as the sequences to train on, each with the indices of its trained replies.
+
+    Usually one sequence holding the whole conversation. When the prompts outgrow `budget` (the prompt
+    budget, `assistant.grounding.prompt_budget`), the conversation is cut into the windows the served
+    student reads (`window_starts`): every reply is learned once, after exactly the prompt it will be
+    served with, and no token is read more than about twice.
+    """
+    head = layout[:1] if layout and layout[0]["role"] == "system" else []
+    body = layout[len(head):]
+    fixed = sum(message_tokens(count, m) for m in head)
+    starts = window_starts([message_tokens(count, m) for m in body], [m["role"] for m in body], budget, fixed)
+    by_start: dict[int, list[int]] = {}
+    for t in sorted(trained):
+        b = t - len(head)
+        if 0 <= b < len(body) and body[b]["role"] == "assistant":
+            # the reply is learned with the prompt the student reads before writing it
+            by_start.setdefault(starts[b - 1] if b else 0, []).append(b)
+    return [(head + body[start:max(bs) + 1], [len(head) + b - start for b in bs]) for start, bs in sorted(by_start.items())]
+
+
+def plain_layout(messages: list[dict], conversation_id=None) -> list[dict]:
+    return student_layout(messages)
+
+
 def prepare_rows(tokenizer, rows, config: TrainConfig,
                  ground: Callable[[list[dict], object], list[dict]] | None = None) -> list[dict]:
-    """Encoded training examples: one per conversation, or with `ground`, one per trained turn.
+    """Encoded training sequences: one per conversation (or per context window of a long one).
 
-    `ground(history, conversation_id)` returns the prompt the student is served with for that history
-    (retrieval-augmented training). Grounding depends on the conversation state, so each trained turn
-    becomes its own example, with the passages and cases retrieved for the state before it.
+    `ground(messages, conversation_id)` lays a conversation out the way the student is served
+    (retrieval-augmented training: `assistant.grounding.student_layout` with a retriever); by default it is
+    the plain layout. The layout keeps every message's index except for a leading system message, which
+    the trained turn indices are shifted by.
     """
+    layout_of = ground or plain_layout
+    count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
     out = []
     for row in rows:
         turns = list(row["train_turns"])
@@ -119,30 +157,37 @@ def prepare_rows(tokenizer, rows, config: TrainConfig,
         if row.get("system"):
             messages = [{"role": "system", "content": row["system"]}] + messages
             turns = [t + 1 for t in turns]
-        if ground is None:
-            examples = [(messages, turns)]
-        else:
-            examples = []
-            for t in turns:
-                prompt = ground(messages[:t], row.get("conversation_id"))
-                examples.append((prompt + [messages[t]], [len(prompt)]))
-        for msgs, trained in examples:
+        n_system = sum(1 for m in messages if m["role"] == "system")
+        layout = layout_of(messages, row.get("conversation_id"))
+        shift = (1 if layout and layout[0]["role"] == "system" else 0) - n_system
+        budget = prompt_budget(config.max_length, REPLY_RESERVE)
+        for msgs, trained in training_windows(layout, [t + shift for t in turns], count, budget):
             enc = encode(tokenizer, msgs, trained, config.max_length)
             if enc:
                 out.append(enc)
     return out
 
 
-def length_grouped_batches(examples: list[dict], batch_size: int, seed: int) -> list[list[int]]:
-    """Indices in batches of similar length (little padding), in a random but seeded order."""
+def length_grouped_batches(examples: list[dict], batch_tokens: int, seed: int) -> list[list[int]]:
+    """Indices in micro-batches of similar length, each at most `batch_tokens` once padded, in a seeded random order.
+
+    Bounding the padded size (rows x longest row), not the number of rows, is what bounds the memory of a
+    step: eight short conversations and one long one cost the same.
+    """
     rng = random.Random(seed)
     order = list(range(len(examples)))
     rng.shuffle(order)
-    mega = batch_size * 32
     batches = []
-    for start in range(0, len(order), mega):
-        chunk = sorted(order[start:start + mega], key=lambda i: len(examples[i]["input_ids"]))
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    for start in range(0, len(order), 256):
+        chunk = sorted(order[start:start + 256], key=lambda i: len(examples[i]["input_ids"]))
+        batch: list[int] = []
+        for i in chunk:  # ascending length: the newest row is the longest
+            if batch and (len(batch) + 1) * len(examples[i]["input_ids"]) > batch_tokens:
+                batches.append(batch)
+                batch = []
+            batch.append(i)
+        if batch:
+            batches.append(batch)
     rng.shuffle(batches)
     return batches
 
@@ -286,28 +331,44 @@ class TrainResult:
     main_process: bool = True  # False in the helper processes of a multi-GPU run: they register nothing
 
 
+HEAD_CHUNK = 1024  # labelled positions whose logits exist at once (x vocabulary x 4 bytes: ~200 MB for 49k tokens)
+
+
+def _head_loss(head, hidden, labels):
+    import torch
+
+    return torch.nn.functional.cross_entropy(head(hidden).float(), labels, reduction="sum")
+
+
 def assistant_token_loss(model, batch) -> tuple["torch.Tensor", int]:
     """Summed cross-entropy over the assistant tokens only, and how many there were.
 
     The output head (vocabulary x hidden: a fifth of a 135M model's weights) is applied only at the
-    positions that carry a label, instead of building logits for every token of every sequence: the
-    same loss, with much less time and memory.
+    positions that carry a label, and in chunks whose logits are recomputed in the backward pass instead
+    of kept: the same loss, with the logits' memory bounded by HEAD_CHUNK, not by the batch.
     """
     import torch
+    from torch.utils.checkpoint import checkpoint
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     labels = batch["labels"][:, 1:]
     selected = labels != IGNORE
+    targets = labels[selected]
     if hasattr(base, "model") and hasattr(base, "lm_head"):
         hidden = base.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        logits = base.lm_head(hidden[:, :-1][selected]).float()
+        hidden = hidden[:, :-1][selected]
+        loss = hidden.new_zeros((), dtype=torch.float32)
+        for i in range(0, len(targets), HEAD_CHUNK):
+            h, t = hidden[i:i + HEAD_CHUNK], targets[i:i + HEAD_CHUNK]
+            loss = loss + (checkpoint(_head_loss, base.lm_head, h, t, use_reentrant=False)
+                           if torch.is_grad_enabled() else _head_loss(base.lm_head, h, t))
     else:  # architectures without the usual body / head split
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][selected].float()
-    loss = torch.nn.functional.cross_entropy(logits, labels[selected], reduction="sum")
+        loss = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
     return loss, int(selected.sum())
 
 
-def validation_loss(model, examples: list[dict], batch_size: int, pad: int, device,
+def validation_loss(model, examples: list[dict], batch_tokens: int, pad: int, device,
                     dist: Distributed = Distributed()) -> float | None:
     """Token-weighted mean loss over the assistant tokens of the validation split (shared out between processes)."""
     import torch
@@ -317,7 +378,7 @@ def validation_loss(model, examples: list[dict], batch_size: int, pad: int, devi
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
-        for batch_idx in length_grouped_batches(examples, batch_size, seed=0)[dist.rank::dist.world]:
+        for batch_idx in length_grouped_batches(examples, batch_tokens, seed=0)[dist.rank::dist.world]:
             batch = {k: v.to(device) for k, v in collate([examples[i] for i in batch_idx], pad).items()}
             loss, n = assistant_token_loss(model, batch)
             total += float(loss)
@@ -325,6 +386,17 @@ def validation_loss(model, examples: list[dict], batch_size: int, pad: int, devi
     model.train()
     total, count = dist.sum(total, count)
     return total / count if count else None
+
+
+def enable_checkpointing(model) -> None:
+    """Recompute each layer's activations in the backward pass (non-reentrant: a frozen base's inputs need no grad)."""
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        return
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers 5 renamed it
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_dir: Path,
@@ -351,6 +423,8 @@ def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if config.gradient_checkpointing:
+        enable_checkpointing(model)
     model = get_peft_model(model, lora)
     if not getattr(model, "is_loaded_in_4bit", False):  # a 4-bit base is placed on its GPU when loaded
         model.to(device)
@@ -359,7 +433,14 @@ def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     # an optimizer step takes grad_accum micro-batches in every process
     per_step = config.grad_accum * dist.world
-    steps_per_epoch = math.ceil(len(length_grouped_batches(train, config.batch_size, 0)) / per_step)
+
+    ckpt = run_dir / "checkpoint"
+    saved = json.loads((ckpt / "state.json").read_text()) if (ckpt / "state.json").exists() else None
+    plan = plan_memory(model, train + val, config.batch_tokens, config.gradient_checkpointing, HEAD_CHUNK,
+                       config.memory_limit_mb)
+    # a resumed run keeps the micro-batches it started with, so it ends where an uninterrupted run would
+    batch_tokens = saved.get("batch_tokens", plan.batch_tokens) if saved else plan.batch_tokens
+    steps_per_epoch = math.ceil(len(length_grouped_batches(train, batch_tokens, 0)) / per_step)
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
@@ -367,11 +448,11 @@ def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup))))
 
-    ckpt = run_dir / "checkpoint"
-    state = {"epoch": 0, "batch": 0, "step": 0, "best_val": None, "bad_epochs": 0, "history": []}
+    state = {"epoch": 0, "batch": 0, "step": 0, "best_val": None, "bad_epochs": 0, "history": [],
+             "batch_tokens": batch_tokens}
     resumed_from = None
-    if (ckpt / "state.json").exists():
-        state = json.loads((ckpt / "state.json").read_text())
+    if saved:
+        state = saved
         set_peft_model_state_dict(model, torch.load(ckpt / "adapter.pt", map_location=device))
         optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device))
         scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt"))
@@ -403,13 +484,13 @@ def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_
 
     if "base_val_loss" not in state:
         # the untrained starting point (LoRA starts as a no-op): what the validation losses below improve on
-        state["base_val_loss"] = validation_loss(model, val, config.batch_size, pad, device, dist)
-    prog = TrainProgress(total_steps=total_steps, step=state["step"])
+        state["base_val_loss"] = validation_loss(model, val, batch_tokens, pad, device, dist)
+    prog = TrainProgress(total_steps=total_steps, step=state["step"], message=plan.line())
     started, tokens_seen = time.perf_counter(), 0
     stopped_early = False
     for epoch in range(state["epoch"], config.epochs):
         prog.epoch = epoch + 1
-        batches = length_grouped_batches(train, config.batch_size, config.seed + epoch)
+        batches = length_grouped_batches(train, batch_tokens, config.seed + epoch)
         micro = state["batch"] if epoch == state["epoch"] else 0
         optimizer.zero_grad(set_to_none=True)
         while micro < len(batches):
@@ -439,6 +520,8 @@ def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_
             state["batch"], state["epoch"] = micro, epoch
             elapsed = time.perf_counter() - started
             prog.step, prog.loss = state["step"], loss_sum
+            if state["step"] > 1 + (resumed_from or 0):
+                prog.message = ""  # the preflight line is shown with the first step only
             prog.tokens_per_s = tokens_seen / elapsed if elapsed > 0 else None
             done_steps = state["step"] - (resumed_from or 0)
             prog.eta_s = elapsed / done_steps * (total_steps - state["step"]) if done_steps else None
@@ -450,7 +533,7 @@ def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_
                 dist.barrier()
             if config.max_steps and state["step"] >= config.max_steps:
                 break
-        val_loss = validation_loss(model, val, config.batch_size, pad, device, dist)
+        val_loss = validation_loss(model, val, batch_tokens, pad, device, dist)
         prog.val_loss = val_loss
         state["history"].append({"epoch": epoch + 1, "val_loss": val_loss})
         improved = val_loss is None or state["best_val"] is None or val_loss < state["best_val"]
@@ -485,5 +568,7 @@ def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_
                "final_train_loss": prog.loss,
                "tokens_per_s": tokens_seen / elapsed if elapsed > 0 else None, "train_examples": len(train),
                "val_examples": len(val), "stopped_early": stopped_early, "history": state["history"],
-               "seconds": elapsed, "processes": dist.world}
+               "seconds": elapsed, "processes": dist.world, "batch_tokens": batch_tokens,
+               "memory_estimate_mb": round(plan.estimate_mb), "memory_limit_mb": round(plan.limit_mb),
+               "train_tokens_per_epoch": sum(len(e["input_ids"]) for e in train)}
     return TrainResult(run_dir / "adapter", metrics, state["step"], resumed_from, model, dist.main)

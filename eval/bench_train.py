@@ -20,13 +20,15 @@ from assistant.settings import Settings
 from assistant.store import open_store
 from distill.base_model import load_base
 from distill.dataset import load_dataset
-from distill.train import TrainConfig, collate, length_grouped_batches, pad_id, prepare_rows, real_tokens, train_lora
+from distill.train import TrainConfig, collate, enable_checkpointing, length_grouped_batches, pad_id, prepare_rows, real_tokens, train_lora
 
 
 def bare_loop(model, batches, config: TrainConfig) -> float:
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(config.seed)
+    if config.gradient_checkpointing:  # like for like: both loops recompute activations to bound memory
+        enable_checkpointing(model)
     model = get_peft_model(model, LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                                              target_modules=config.target_modules.split(","), task_type="CAUSAL_LM"))
     model.train()
@@ -54,7 +56,7 @@ def main() -> None:
     rows = list(dd["train"])
     examples = prepare_rows(tokenizer, rows, config)
     pad = pad_id(tokenizer)
-    order = length_grouped_batches(examples, config.batch_size, config.seed)
+    order = length_grouped_batches(examples, config.batch_tokens, config.seed)
     micro = [collate([examples[i] for i in b], pad) for b in order]
     steps = [micro[i:i + config.grad_accum] for i in range(0, len(micro), config.grad_accum)][: args.steps]
     used_rows = sorted({i for b in order[: args.steps * config.grad_accum] for i in b})
@@ -66,7 +68,8 @@ def main() -> None:
         ours = result.metrics["tokens_per_s"]
     model, _ = load_base(settings.student_path, settings.cache_dir)
     bare = bare_loop(model, steps, config)
-    print(f"dataset {manifest['version']}, {args.steps} optimizer steps of {config.batch_size}x{config.grad_accum} conversations "
+    print(f"dataset {manifest['version']}, {args.steps} optimizer steps of {config.grad_accum} micro-batches of "
+          f"{config.batch_tokens} tokens "
           f"({len(used_rows)} used)")
     print(f"our loop : {ours:,.0f} real tokens/s")
     print(f"bare peft: {bare:,.0f} real tokens/s")

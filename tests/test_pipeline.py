@@ -14,7 +14,7 @@ from distill.train import TrainConfig
 from tests.conftest import tiny_llama
 
 pytestmark = pytest.mark.slow
-TINY = TrainConfig(epochs=1, max_steps=2, batch_size=4, grad_accum=1, max_length=256, lora_r=4, lora_alpha=8, checkpoint_steps=0,
+TINY = TrainConfig(epochs=1, max_steps=2, batch_tokens=1024, grad_accum=1, max_length=256, lora_r=4, lora_alpha=8, checkpoint_steps=0,
                    retrieval_augmented=False)
 
 

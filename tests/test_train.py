@@ -33,10 +33,13 @@ def test_truncation_keeps_the_most_recent_context(smol_tokenizer):
     assert len(enc["input_ids"]) <= 200 and "answer 11" in text and "question 0 " not in text
 
 
-def test_length_grouping_keeps_padding_small():
-    examples = [{"input_ids": [0] * n} for n in [5, 100, 6, 98, 7, 99, 5, 101] * 8]
-    batches = length_grouped_batches(examples, 4, seed=1)
-    assert sorted(i for b in batches for i in b) == list(range(64))
+def test_length_grouping_keeps_padding_small_and_micro_batches_under_the_token_budget():
+    examples = [{"input_ids": [0] * n} for n in [5, 100, 6, 98, 7, 99, 5, 101, 700] * 8]
+    batches = length_grouped_batches(examples, 404, seed=1)
+    assert sorted(i for b in batches for i in b) == list(range(72))
+    for b in batches:  # rows x longest row within the budget; a sequence longer than it goes alone
+        longest = max(len(examples[i]["input_ids"]) for i in b)
+        assert len(b) * longest <= 404 or len(b) == 1
     padded = sum(max(len(examples[i]["input_ids"]) for i in b) * len(b) for b in batches)
     real = sum(len(e["input_ids"]) for e in examples)
     assert padded / real < 1.1
@@ -53,7 +56,7 @@ def lora_state(model):
 def test_lora_moves_base_stays_and_loss_falls(smol_tokenizer, tmp_path):
     model = tiny_llama(len(smol_tokenizer))
     base_before = {k: v.detach().clone() for k, v in model.named_parameters()}
-    config = TrainConfig(epochs=15, learning_rate=1e-2, batch_size=4, grad_accum=1, lora_r=8, lora_alpha=16,
+    config = TrainConfig(epochs=15, learning_rate=1e-2, batch_tokens=200, grad_accum=1, lora_r=8, lora_alpha=16,
                          lora_dropout=0.0, warmup_ratio=0.0, early_stopping_patience=100, checkpoint_steps=0)
     losses = []
     result = train_lora(model, smol_tokenizer, rows(), rows(2), config, tmp_path / "run",
@@ -73,7 +76,7 @@ def test_lora_moves_base_stays_and_loss_falls(smol_tokenizer, tmp_path):
 
 
 def test_resume_from_checkpoint_equals_an_uninterrupted_run(smol_tokenizer, tmp_path):
-    config = TrainConfig(epochs=2, learning_rate=1e-3, batch_size=2, grad_accum=2, lora_r=4, lora_alpha=8,
+    config = TrainConfig(epochs=2, learning_rate=1e-3, batch_tokens=100, grad_accum=2, lora_r=4, lora_alpha=8,
                          lora_dropout=0.1, warmup_ratio=0.2, early_stopping_patience=100, checkpoint_steps=1, seed=7)
     full = train_lora(tiny_llama(len(smol_tokenizer)), smol_tokenizer, rows(12), rows(2), config, tmp_path / "a")
 
@@ -93,29 +96,64 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(smol_tokenizer, tmp_
         assert torch.allclose(a[k], b[k], atol=1e-6), k
 
 
-def test_retrieval_augmented_rows_become_one_grounded_example_per_trained_turn(smol_tokenizer):
+def test_retrieval_augmented_rows_are_one_grounded_sequence_per_conversation(smol_tokenizer):
     from distill.train import prepare_rows
 
     tok = smol_tokenizer
     seen = []
 
-    def ground(history, conversation_id):
-        seen.append((len(history), conversation_id))
-        return [{"role": "system", "content": f"<knowledge_base>facts for state {len(history)}</knowledge_base>"}] + history
+    def ground(messages, conversation_id):
+        seen.append((len(messages), conversation_id))
+        return [{"role": "system", "content": "policy"}] + [
+            {"role": m["role"], "content": m["content"] + (f" <reference>facts {i}</reference>" if m["role"] == "user" else "")}
+            for i, m in enumerate(messages)]
 
     rows = [{"conversation_id": 7, "messages": CONV, "train_turns": [1, 3]}]
     examples = prepare_rows(tok, rows, TrainConfig(), ground)
-    assert seen == [(1, 7), (3, 7)] and len(examples) == 2
-    for example, state, reply in zip(examples, (1, 3), ("Orders ship within 1 business day.", "You're welcome!")):
-        text = tok.decode(example["input_ids"])
-        assert f"facts for state {state}" in text
-        # the loss is on that turn's reply only; the grounding and earlier turns are context
-        learned = tok.decode([t for t, l in zip(example["input_ids"], example["labels"]) if l != IGNORE])
-        assert learned == reply + "<|im_end|>"
-    assert "You're welcome" not in tok.decode(examples[0]["input_ids"])  # nothing after the trained turn
+    assert seen == [(4, 7)] and len(examples) == 1  # laid out once, trained as one sequence
+    text = tok.decode(examples[0]["input_ids"])
+    assert "facts 0" in text and "facts 2" in text and text.index("facts 0") < text.index("Orders ship")
+    learned = tok.decode([t for t, l in zip(examples[0]["input_ids"], examples[0]["labels"]) if l != IGNORE])
+    assert learned == "Orders ship within 1 business day.<|im_end|>You're welcome!<|im_end|>"  # every reply, once
 
 
-DISTRIBUTED_CONFIG = TrainConfig(epochs=2, learning_rate=1e-2, batch_size=2, grad_accum=1, lora_r=4, lora_alpha=8,
+def test_long_conversations_cost_linear_tokens_and_fit_the_window(smol_tokenizer):
+    from distill.train import prepare_rows
+
+    def conversation(n_pairs):
+        msgs = []
+        for i in range(n_pairs):
+            msgs += [{"role": "user", "content": f"question {i} " + "about my order " * 5},
+                     {"role": "assistant", "content": f"answer {i} " + "it ships soon " * 6}]
+        return {"messages": msgs, "train_turns": list(range(1, 2 * n_pairs, 2)), "conversation_id": n_pairs}
+
+    config = TrainConfig(max_length=512)
+    per_pair = {}
+    for n in (10, 40):
+        examples = prepare_rows(smol_tokenizer, [conversation(n)], config)
+        assert all(len(e["input_ids"]) <= 512 for e in examples)
+        assert sum(sum(1 for l in e["labels"] if l != IGNORE) > 0 for e in examples) == len(examples)
+        per_pair[n] = sum(len(e["input_ids"]) for e in examples) / n
+    assert per_pair[40] < 2.2 * per_pair[10]  # 4x the turns, about 4x the tokens (windows overlap by half at most)
+
+
+def test_memory_preflight_lowers_the_micro_batch_or_refuses_with_the_numbers():
+    from assistant.errors import InputError
+    from distill.memory import estimate_training_mb, plan_memory
+
+    model = tiny_llama(1000)
+    examples = [{"input_ids": [0] * 300}]
+    need = lambda tokens: estimate_training_mb(model, tokens, 300, True, 1000, 1024)  # noqa: E731
+    assert need(4096) > need(1024) > 0
+    assert estimate_training_mb(model, 4096, 300, False, 1000, 1024) > need(4096)  # checkpointing saves memory
+    fits = plan_memory(model, examples, 4096, True, 1024, limit_mb=100 + need(1024) + 0.01, current_mb=100)
+    assert fits.batch_tokens <= 1024 and fits.estimate_mb <= fits.limit_mb and "lowered" in fits.line()
+    with pytest.raises(InputError) as err:
+        plan_memory(model, examples, 4096, True, 1024, limit_mb=100, current_mb=100)
+    assert "MB" in str(err.value) and "--max-length" in str(err.value)
+
+
+DISTRIBUTED_CONFIG = TrainConfig(epochs=2, learning_rate=1e-2, batch_tokens=100, grad_accum=1, lora_r=4, lora_alpha=8,
                                  lora_dropout=0.0, early_stopping_patience=100, checkpoint_steps=2, seed=3)
 
 
