@@ -37,7 +37,7 @@ from typing import Callable
 
 from assistant.errors import Cancelled, InputError
 from assistant.grounding import REPLY_RESERVE, message_tokens, prompt_budget, student_layout, window_starts
-from distill.memory import plan_memory
+from distill.memory import plan_memory, release_freed_memory
 
 IGNORE = -100
 
@@ -393,6 +393,8 @@ def enable_checkpointing(model) -> None:
     if not getattr(model, "supports_gradient_checkpointing", False):
         return
     kwargs = {"use_reentrant": False}
+    if getattr(model, "config", None) is not None:
+        model.config.use_cache = False  # a KV cache is useless in training and incompatible with recomputation
     if hasattr(model, "activation_checkpointing_enable"):  # transformers 5 renamed it
         model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
     else:
@@ -406,6 +408,7 @@ def train_lora(model, tokenizer, train_rows, val_rows, config: TrainConfig, run_
     import torch
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict, get_peft_model_state_dict
 
+    release_freed_memory()  # before anything large is allocated: see distill.memory
     dist = distributed()
     # the same seed everywhere: every process starts from the same LoRA weights and sees the same batch order
     random.seed(config.seed)

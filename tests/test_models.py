@@ -115,3 +115,106 @@ def test_grounded_student_is_served_the_layout_it_was_trained_on(fake_embedder):
     assert inner.calls == [student_layout(history, r)]
     assert "24 hours" in inner.calls[0][-1]["content"]  # the grounding sits in the customer's turn
     assert student.name == inner.name and student.version == inner.version
+
+
+# ---- the case-based teacher uses this conversation's context where the matched agent did ----------
+
+def _conv(id, *turns, intent="x"):
+    """A resolved conversation from alternating customer / agent texts."""
+    roles = ("user", "assistant")
+    return {"id": id, "resolution": "resolved", "csat": 5, "intent": intent,
+            "messages": [{"role": roles[i % 2], "content": t} for i, t in enumerate(turns)]}
+
+
+def _chat(*turns):
+    roles = ("user", "assistant")
+    return [{"role": roles[i % 2], "content": t} for i, t in enumerate(turns)]
+
+
+def _teacher(fake_embedder, *convs):
+    kb = [{"id": 1, "title": "Gift cards", "body": "Gift cards never expire and work for devices."}]
+    return CaseTeacher(Retriever(KnowledgeBase(kb, fake_embedder), CaseBase(list(convs), fake_embedder)))
+
+
+_BATTERY = _conv(
+    10, "how long does the doorbell battery last",
+    "A charge lasts 3 to 6 months depending on activity. A full charge with the cable takes about 5 hours.",
+    "sorry can you say that again", "Sure: A full charge with the cable takes about 5 hours.")
+
+
+def test_case_teacher_repeats_this_conversations_last_reply_when_the_matched_agent_repeated(fake_embedder):
+    teacher = _teacher(fake_embedder, _BATTERY)
+    c = teacher.complete(_chat("I forgot my password",
+                               "Tap Forgot password on the sign-in screen; the reset link is valid for 24 hours.",
+                               "sorry can you say that again"))
+    assert "24 hours" in c.text and "5 hours" not in c.text  # this conversation's answer, not the case's
+    assert c.text.startswith("Sure:")  # the matched agent's own lead-in is kept
+    assert c.extra["source"] == "conversation" and c.extra["kind"] == "repeat"
+    assert c.extra["case_conversation_id"] == 10
+
+
+def test_case_teacher_builds_a_recap_from_this_conversations_answers(fake_embedder):
+    case = _conv(
+        20, "hi, order NH-1234567, a few questions. how long does the battery last",
+        "A charge lasts 3 to 6 months depending on activity, and a full charge takes about 5 hours.",
+        "ok wait a second", "Sure, I'll wait.",
+        "do gift cards expire", "Gift cards never expire and work for devices and subscriptions.",
+        "can you sum up what we covered",
+        "Here is the summary:\n- A charge lasts 3 to 6 months, a full charge about 5 hours\n"
+        "- Gift cards never expire and work for devices\nAll of it is on order NH-1234567.")
+    teacher = _teacher(fake_embedder, case)
+    c = teacher.complete(_chat(
+        "my order is NH-7654321. can I return a camera", "Yes: returns are accepted within 30 days of delivery.",
+        "hold on please", "Sure, I'll wait.",
+        "and how long does shipping take", "Standard shipping takes 3-5 business days and is free over $50.",
+        "say again?", "Sure: Standard shipping takes 3-5 business days and is free over $50.",
+        "can you sum up what we covered"))
+    assert c.extra["source"] == "conversation" and c.extra["kind"] == "recap"
+    lines = c.text.splitlines()
+    assert lines[0] == "Here is the summary:"  # the case agent's framing ...
+    assert lines[1:3] == ["- Yes: returns are accepted within 30 days of delivery.",  # ... around this one's answers
+                          "- Standard shipping takes 3-5 business days and is free over $50."]
+    assert lines[3] == "All of it is on order NH-7654321."  # the identifier is this customer's
+    assert "3 to 6 months" not in c.text and "wait" not in c.text  # no other customer's answers, no fillers
+
+
+_ASKS = _conv(30, "where is my refund", "Could you give me your order number?", "NH-1234567",
+              "Refunds reach your card 5-7 business days after we receive the return.")
+_ANSWERS = _conv(31, "hi. where is my refund for the order please",
+                 "For that order: refunds reach your card 5-7 business days after the return arrives.")
+
+
+def test_case_teacher_does_not_ask_for_an_order_number_the_customer_already_gave(fake_embedder):
+    teacher = _teacher(fake_embedder, _ASKS, _ANSWERS)
+    fresh = teacher.complete(_chat("where is my refund"))
+    assert fresh.text == "Could you give me your order number?"  # nothing given yet: asking is right
+    assert fresh.extra["source"] == "case" and "passed_over" not in fresh.extra
+
+    given = teacher.complete(_chat("hi, my order is NH-7654321", "Thanks, what can I do for you?",
+                                   "where is my refund"))
+    assert "order number" not in given.text and "5-7 business days" in given.text
+    assert given.extra["source"] == "case" and given.extra["passed_over"] == [30]
+
+
+def test_case_teacher_still_answers_ordinary_questions_with_the_matched_reply(fake_embedder):
+    thanks = _conv(40, "how long does the doorbell battery last", "A charge lasts 3 to 6 months.",
+                   "thanks", "You're welcome! Anything else?", "thanks again", "You're welcome! Anything else?")
+    teacher = _teacher(fake_embedder, _BATTERY, thanks, _conv(41, "I forgot my password",
+                                                              "Tap Forgot password; the link is valid for 24 hours."))
+    history = _chat("I forgot my password", "Tap Forgot password; the link is valid for 24 hours.",
+                    "how long does the doorbell battery last")
+    c = teacher.complete(history)
+    assert c.text.startswith("A charge lasts 3 to 6 months") and c.extra["source"] == "case"
+    # The same short reply said twice in a case is a stock phrase, not a repeat of the previous answer.
+    again = teacher.complete(history + [{"role": "assistant", "content": c.text},
+                                        {"role": "user", "content": "thanks again"}])
+    assert again.text == "You're welcome! Anything else?" and again.extra["source"] == "case"
+
+
+def test_reuse_splits_an_agent_reply_into_its_framing_and_what_it_copied():
+    from assistant.models import reuse
+
+    previous = "Only one code can be used per order. Codes are case-insensitive and expire at midnight."
+    r = reuse("Sure: Codes are case-insensitive and expire at midnight.", [previous])
+    assert r.share > 0.8 and r.lead == "Sure: " and r.tail == ""
+    assert reuse("Our stores open at nine on weekdays.", [previous]).share == 0.0

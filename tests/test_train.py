@@ -197,3 +197,23 @@ def test_two_processes_train_the_adapter_one_process_trains_with_twice_the_accum
     for k in expected:
         assert torch.allclose(expected[k], two[k], atol=1e-5), k
     assert (tmp_path / "two" / "checkpoint" / "state.json").exists()  # written once, by the main process
+
+
+@pytest.mark.slow
+def test_the_defaults_fit_the_packaged_student_in_4_gb_whatever_the_length(base_cache):
+    """README's bound, by the preflight's own arithmetic: with the defaults a micro-batch holds at most
+    batch_tokens tokens and no sequence is longer than max_length, so the longest conversation costs what one
+    full micro-batch costs. The measured peak is eval/bench_train_long's (1.7 GB on this machine)."""
+    from assistant.settings import packaged_student_gguf
+    from distill.base_model import load_base
+    from distill.memory import estimate_training_mb
+    from distill.train import HEAD_CHUNK
+
+    model, _ = load_base(str(packaged_student_gguf()), base_cache)
+    c = TrainConfig()
+    lora = 5_000_000  # r 16 on the 7 projections of 30 layers: 4.9M trainable parameters
+    step = estimate_training_mb(model, c.batch_tokens, c.max_length, c.gradient_checkpointing, lora, HEAD_CHUNK)
+    process = 1024  # libraries and the base's weights: 570 MB measured before the first step
+    assert c.gradient_checkpointing and step + process < 4096, step
+    # without the bound the estimate is over it: the test can fail
+    assert estimate_training_mb(model, 8 * c.batch_tokens, c.max_length, False, lora, HEAD_CHUNK) + process > 4096
