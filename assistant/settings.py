@@ -67,6 +67,16 @@ class Settings:
     experiment: str = field(default="", metadata={"env": "ASSISTANT_EXPERIMENT", "help": 'Online A/B: share of new chat sessions per arm, e.g. "teacher=0.2,student=0.5,routed=0.3" (sticky per session). Empty: users pick.'})
     shadow_rate: float = field(default=0.0, metadata={"env": "ASSISTANT_SHADOW_RATE", "help": "Share of student-served turns the teacher also answers in the background (never shown), for later judging."})
     seed_sample: bool = field(default=True, metadata={"env": "ASSISTANT_SEED_SAMPLE", "help": "On an empty store, load data/sample (the demo company) so the offline teacher has cases and KB."})
+    # ---- safety bounds (every resource has one) --------------------------------------------
+    chat_teacher_deadline: float = field(default=8.0, metadata={"env": "ASSISTANT_CHAT_TEACHER_DEADLINE", "help": "Seconds a chat waits for the teacher in total (all retries included) before the student answers instead, with a notice."})
+    label_timeout: float = field(default=60.0, metadata={"env": "ASSISTANT_LABEL_TIMEOUT", "help": "Seconds before one labelling request is abandoned."})
+    label_max_retries: int = field(default=3, metadata={"env": "ASSISTANT_LABEL_MAX_RETRIES", "help": "Retries per labelling request (connection errors, 429, 5xx, empty or malformed answers); then the turn is marked failed."})
+    teacher_daily_budget: float = field(default=5.0, metadata={"env": "ASSISTANT_TEACHER_DAILY_BUDGET", "help": "US$ the teacher may spend per UTC day across chat, labelling and retraining; past it the chat answers with the student and jobs stop. 0 = no cap."})
+    chat_rate_limit: int = field(default=20, metadata={"env": "ASSISTANT_CHAT_RATE_LIMIT", "help": "Messages per minute one chat session may send; more are refused with a notice. 0 = no limit."})
+    console_users: str = field(default="", metadata={"env": "ASSISTANT_CONSOLE_USERS", "help": 'Console sign-in as "user:password" pairs separated by commas (prefer ASSISTANT_USERS_FILE). Neither set: the console listens on loopback only.'})
+    users_file: str = field(default="", metadata={"env": "ASSISTANT_USERS_FILE", "help": "Console users with hashed passwords, written by `assistant users add` (default: $ASSISTANT_HOME/users.json when it exists)."})
+    console_port: int = field(default=7861, metadata={"env": "ASSISTANT_CONSOLE_PORT", "help": "Port of the signed-in console (Import, Label, Retrain, Report, Models)."})
+    show_internals: bool = field(default=False, metadata={"env": "ASSISTANT_SHOW_INTERNALS", "help": "Show the chat's model picker, routing details and teacher name to chat visitors (for demos and staff)."})
 
     # ---- derived paths -------------------------------------------------------------------
     @property
