@@ -5,6 +5,12 @@ WAL mode with a busy timeout. Gradio answers chats on worker threads, so each th
 connection (SQLite connections must not be shared across threads); WAL lets readers and one writer
 proceed together and the busy timeout makes concurrent writers wait instead of failing.
 
+No write is silently dropped: a write transaction that cannot get the lock within the busy timeout
+tries again with backoff, up to WRITE_RETRY_DEADLINE_S in all, and then raises StoreBusy (a clear
+AssistantError) instead of SQLite's bare "database is locked". Long jobs keep their own write
+transactions short: an import stages its rows outside the store and swaps them in with one short
+transaction (distill.importer).
+
 Migrations are small named functions applied in order, one transaction each. Never edit one that
 has shipped: add a new one below it.
 """
@@ -14,6 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +29,11 @@ from typing import Any, Iterable, Iterator
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-BUSY_TIMEOUT_S = 30.0
+from assistant.errors import AssistantError
+
+BUSY_TIMEOUT_S = 30.0  # one attempt at the write lock waits this long inside SQLite's busy handler
+WRITE_RETRY_DEADLINE_S = 120.0  # then attempts are repeated, with backoff, until this much time has passed
+WRITE_RETRY_MAX_DELAY_S = 2.0
 
 migrations = Migrations("assistant")
 
@@ -255,6 +266,53 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def connect(path: Path | str) -> sqlite3.Connection:
+    """A connection to the store's file with the store's settings (busy timeout, foreign keys, WAL sync)."""
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL, much faster commits
+    return conn
+
+
+class StoreBusy(AssistantError):
+    """The database stayed locked by another writer for longer than the store waits."""
+
+
+def is_busy(exc: BaseException) -> bool:
+    """SQLite's "database is locked" / "database is busy": another connection holds the write lock."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def begin_immediate(conn: sqlite3.Connection, path: Path | str, deadline_s: float | None = None) -> None:
+    """BEGIN IMMEDIATE, retried with backoff while another writer holds the lock; StoreBusy past the deadline."""
+    deadline_s = WRITE_RETRY_DEADLINE_S if deadline_s is None else deadline_s
+    started = time.monotonic()
+    delay, attempts = 0.05, 0
+    while True:
+        attempts += 1
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            waited = time.monotonic() - started
+            if not is_busy(exc):
+                raise
+            if waited >= deadline_s:
+                raise StoreBusy(
+                    f"{Path(path).name}: the database stayed locked by another writer for {waited:.0f} s "
+                    f"({attempts} attempts); nothing was written, try again"
+                ) from exc
+            time.sleep(min(delay, max(0.0, deadline_s - waited)))
+            delay = min(delay * 2, WRITE_RETRY_MAX_DELAY_S)
+
+
 class Store:
     """The application's database. Safe to share between threads: connections are per thread."""
 
@@ -270,11 +328,7 @@ class Store:
     def db(self) -> sqlite_utils.Database:
         db = getattr(self._local, "db", None)
         if db is None:
-            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL, much faster commits
-            db = sqlite_utils.Database(conn, execute_plugins=False)
+            db = sqlite_utils.Database(connect(self.path), execute_plugins=False)
             self._local.db = db
         return db
 
@@ -291,14 +345,15 @@ class Store:
 
         A deferred transaction that reads first and writes later fails at once with "database is locked"
         when another connection committed in between (SQLite cannot wait there without risking deadlock);
-        taking the write lock first makes writers queue on the busy timeout instead.
+        taking the write lock first makes writers queue on the busy timeout instead, and retry past it
+        (begin_immediate). Only taking the lock is retried: the body runs once, inside the transaction.
         """
         db = self.db
         if db.conn.in_transaction:  # nested: join the outer transaction
             with db.atomic():
                 yield db
             return
-        db.conn.execute("BEGIN IMMEDIATE")
+        begin_immediate(db.conn, self.path)
         try:
             yield db
         except BaseException:
@@ -311,6 +366,7 @@ class Store:
             return fn(db)
 
     def log_exchange(self, record: dict[str, Any]) -> int:
+        """Store one chat exchange; waits (and retries) for the write lock, raises StoreBusy rather than drop it."""
         row = dict(record)
         row.setdefault("created_at", now())
         if not isinstance(row.get("request_messages"), str):
