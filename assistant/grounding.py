@@ -53,9 +53,23 @@ REPLY_RESERVE = 256
 _TAG = re.compile(r"<\s*/?\s*reference\s*>", re.IGNORECASE)
 
 
+# Angle brackets, and the look-alikes a model may read as one (fullwidth, small form), become single guillemets.
+_BRACKETS = str.maketrans({"<": "‹", ">": "›", "\uff1c": "‹", "\uff1e": "›", "\ufe64": "‹", "\ufe65": "›"})
+_LINE_BREAK = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")  # every break str.splitlines knows
+
+
 def escape_data(text: str) -> str:
-    """Retrieved or imported text as inert data: no angle bracket survives, so no tag can be closed or opened."""
-    return text.replace("<", "‹").replace(">", "›")
+    """Imported or retrieved text made inert inside a delimited data block: the one escaping function of
+    every prompt builder (the live teacher's system prompt, the labeller's and the judge's prompts, the
+    student's grounding).
+
+    Whatever the case or spacing (`</TRANSCRIPT>`, `< /similar_cases >`):
+    - no angle bracket survives, so the text can neither close the block it sits in nor open a tag of its own;
+    - every line after the first is indented, so no line of it can pass for a line of the prompt around it
+      (a forged `Agent:` turn in a transcript, a `SYSTEM:` line at the start of a line).
+    Words, instructions and links are kept as they are: they are data, and every prompt says so.
+    """
+    return _LINE_BREAK.sub("\n  ", text.translate(_BRACKETS))
 
 
 def _clip(text: str, limit: int) -> str:

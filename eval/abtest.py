@@ -143,10 +143,10 @@ def _judge_label(judge) -> str | None:
     """The judge model and the versions of its prompts, as stored with the run."""
     if judge is None:
         return None
-    from eval.judge import GRADE_V1, PAIRWISE_V1
+    from eval.judge import GRADE_V2, PAIRWISE_V2
 
-    return (f"{judge.model.name} (prompts {GRADE_V1.id}@{GRADE_V1.hash[:8]}, "
-            f"{PAIRWISE_V1.id}@{PAIRWISE_V1.hash[:8]})")
+    return (f"{judge.model.name} (prompts {GRADE_V2.id}@{GRADE_V2.hash[:8]}, "
+            f"{PAIRWISE_V2.id}@{PAIRWISE_V2.hash[:8]})")
 
 
 def run_eval(store: Store, settings, config: EvalConfig, *, models: dict[str, ChatModel] | None = None, router=None,
