@@ -23,6 +23,18 @@ BATCH_DISCOUNT = 0.5  # OpenAI bills Batch API tokens at half the list price
 
 
 def run_batch(store, settings, options, backend, retriever, prompt, params, todo, record, prog, lock, progress, stop) -> str:
+    import openai
+
+    from distill.label import TeacherRejected
+
+    try:
+        return _run_batch(store, settings, options, backend, retriever, prompt, params, todo, record, prog, lock,
+                          progress, stop)
+    except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+        raise TeacherRejected(f"teacher rejected the API key (HTTP {exc.status_code})") from exc
+
+
+def _run_batch(store, settings, options, backend, retriever, prompt, params, todo, record, prog, lock, progress, stop) -> str:
     if not hasattr(backend, "client"):
         raise AssistantError("batch mode needs an OpenAI-compatible teacher endpoint (ASSISTANT_TEACHER_BASE_URL / OPENAI_API_KEY)")
     client = backend.client
@@ -70,14 +82,18 @@ def run_batch(store, settings, options, backend, retriever, prompt, params, todo
         item = json.loads(line)
         key = item.get("custom_id")
         body = (item.get("response") or {}).get("body") or {}
-        if key not in by_key or item.get("error") or not body.get("choices"):
+        try:
+            choice, usage = body["choices"][0], body.get("usage") or {}
+            result = CallResult(choice["message"].get("content") or "", choice.get("finish_reason"),
+                                usage.get("prompt_tokens"), usage.get("completion_tokens"),
+                                (usage.get("prompt_tokens_details") or {}).get("cached_tokens"))
+        except (KeyError, IndexError, TypeError, AttributeError):  # a malformed result line
+            result = None
+        if key not in by_key or item.get("error") or result is None or not result.text.strip():
+            # failed, malformed or empty: never stored, so running the job again asks for it again
             with lock:
                 prog.failed += 1
             continue
-        choice, usage = body["choices"][0], body.get("usage") or {}
-        result = CallResult(choice["message"].get("content") or "", choice.get("finish_reason"),
-                            usage.get("prompt_tokens"), usage.get("completion_tokens"),
-                            (usage.get("prompt_tokens_details") or {}).get("cached_tokens"))
         cost = 0.0
         if price and result.input_tokens is not None:
             cost = BATCH_DISCOUNT * (result.input_tokens * price[0] + (result.output_tokens or 0) * price[1]) / 1e6

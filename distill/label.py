@@ -54,9 +54,15 @@ class CallResult:
 
 
 class RetryableError(AssistantError):
+    """A call that may succeed if made again: 429, 5xx, a timeout, an empty or malformed answer."""
+
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class TeacherRejected(AssistantError):
+    """The teacher refused us for good (401/403: a wrong or revoked key); the job stops at once, no retries."""
 
 
 class LabelBackend(Protocol):
@@ -91,19 +97,30 @@ class OpenAIBackend:
         except (openai.APITimeoutError, openai.APIConnectionError) as exc:
             raise RetryableError(f"connection: {exc}") from exc
         except openai.APIStatusError as exc:
+            if exc.status_code in (401, 403):
+                raise TeacherRejected(f"teacher rejected the API key (HTTP {exc.status_code})") from exc
             if exc.status_code in (408, 409, 425):
                 raise RetryableError(f"HTTP {exc.status_code}", _retry_after(exc.response)) from exc
             raise AssistantError(f"teacher {self.name} refused the request: HTTP {exc.status_code} {exc.message}") from exc
-        choice = resp.choices[0] if resp.choices else None
-        usage = resp.usage
-        details = getattr(usage, "prompt_tokens_details", None) if usage else None
-        return CallResult(
-            text=(choice.message.content or "") if choice else "",
-            finish_reason=choice.finish_reason if choice else None,
-            input_tokens=usage.prompt_tokens if usage else None,
-            output_tokens=usage.completion_tokens if usage else None,
-            cached_tokens=getattr(details, "cached_tokens", None) if details else None,
-        )
+        except (openai.APIResponseValidationError, ValueError, TypeError) as exc:  # a body that is not JSON
+            raise RetryableError(f"malformed answer: {type(exc).__name__}") from exc
+        try:
+            choice = resp.choices[0]
+            text = choice.message.content
+            usage = resp.usage
+            details = getattr(usage, "prompt_tokens_details", None) if usage else None
+            result = CallResult(
+                text=text if isinstance(text, str) else "",
+                finish_reason=choice.finish_reason,
+                input_tokens=usage.prompt_tokens if usage else None,
+                output_tokens=usage.completion_tokens if usage else None,
+                cached_tokens=getattr(details, "cached_tokens", None) if details else None,
+            )
+        except (AttributeError, TypeError, IndexError, KeyError) as exc:  # `{}`, `[]`, choices of the wrong shape
+            raise RetryableError(f"malformed answer: {type(exc).__name__}") from exc
+        if not result.text.strip():
+            raise RetryableError("empty answer")  # retried, and never stored: a rerun would reuse it forever
+        return result
 
 
 def _retry_after(response) -> float | None:
@@ -125,12 +142,18 @@ class CaseBackend:
     name = "case-based"
 
     def __init__(self, retriever):
+        from assistant.models import kb_text
+
         self.retriever = retriever
+        self._kb = kb_text(retriever.kb)  # what a served reply may link to or quote
 
     def call(self, request: LabelRequest) -> CallResult:
-        from assistant.models import make_safe
+        from assistant.models import make_safe, unsupported_content
 
-        hits = self.retriever.cases.search(request.history, k=1, exclude_conversation=request.conversation_id)
+        hits = self.retriever.cases.search(request.history, k=5, exclude_conversation=request.conversation_id)
+        # a reply carrying an instruction, markup or a link the KB does not contain never becomes a label
+        kb = self._kb
+        hits = [h for h in hits if not unsupported_content(h.item["reply"], kb)][:1]
         if not hits:
             return CallResult("", "stop", 0, 0)
         text = make_safe(hits[0].item["reply"], hits[0].item["history"], request.history)
@@ -177,8 +200,8 @@ class LabelOptions:
     tpm: int | None = None
     max_tokens: int = 300
     temperature: float = 0.2
-    max_retries: int = 6
-    prompt_id: str = "label-v1"
+    max_retries: int | None = None  # None: settings.label_max_retries; at most MAX_RETRIES either way
+    prompt_id: str = "label-v2"
     batch: bool = False  # OpenAI Batch API: half price, results within 24 h; resumable
     poll_s: float = 30.0
     k_kb: int = 3
@@ -269,8 +292,19 @@ def _price(backend: LabelBackend, result: CallResult, settings, latency_s: float
 def make_backend(settings, retriever) -> LabelBackend:
     if settings.teacher_configured:
         return OpenAIBackend(base_url=settings.teacher_base_url, api_key=settings.teacher_api_key,
-                             model=settings.teacher_model, timeout=max(settings.teacher_timeout, 60))
+                             model=settings.teacher_model, timeout=settings.label_timeout)
     return CaseBackend(retriever)
+
+
+# Waits per turn are bounded: at most MAX_RETRIES retries (whatever the options say), and no backoff or
+# Retry-After longer than MAX_BACKOFF_S; each attempt is bounded by settings.label_timeout.
+MAX_RETRIES = 10
+MAX_BACKOFF_S = 60.0
+
+
+def retries(options: LabelOptions, settings) -> int:
+    n = options.max_retries if options.max_retries is not None else getattr(settings, "label_max_retries", 3)
+    return max(0, min(int(n), MAX_RETRIES))
 
 
 def label(store: Store, settings, options: LabelOptions, *, backend: LabelBackend | None = None, retriever=None,
@@ -301,10 +335,10 @@ def label(store: Store, settings, options: LabelOptions, *, backend: LabelBacken
         backend = make_backend(settings, retriever)
     teacher_name = backend.name if uses_teacher else "human agents (logged replies)"
     params = {"max_tokens": options.max_tokens, "temperature": options.temperature}
-    job_id = store.db["label_jobs"].insert({
+    job_id = store._write(lambda db: db["label_jobs"].insert({
         "source": source, "teacher": teacher_name, "prompt_id": prompt.id, "prompt_hash": prompt.hash,
         "options": json.dumps(asdict(options)), "status": "running", "n_tasks": len(tasks), "started_at": now(),
-    }).last_pk
+    }).last_pk)
     prog = LabelProgress(total=len(tasks) * (2 if source == "both" else 1))
     lock = threading.Lock()
 
@@ -323,21 +357,42 @@ def label(store: Store, settings, options: LabelOptions, *, backend: LabelBacken
         if progress:
             progress(prog)
 
-    if source in ("logged", "both"):
-        from assistant.models import neutralise_placeholders
+    # Every job ends: whatever happens below, the job row leaves "running" with its status and reason.
+    status, error = "failed: interrupted before it finished", None
+    try:
+        if source in ("logged", "both"):
+            from assistant.models import neutralise_placeholders
 
-        for task in tasks:
-            # "Hi [NAME_1]," would teach the student to print placeholders; "Hi there," is what it should say.
-            record(task, "logged", neutralise_placeholders(task.logged_reply), "stop", None)
-
-    status = "done"
-    if uses_teacher:
-        status = _run_teacher(store, settings, options, backend, retriever, prompt, params, tasks, record, prog, lock,
-                              progress, stop)
-    store._write(lambda db: db["label_jobs"].update(job_id, {
-        "status": status, "finished_at": now(), "n_done": prog.done, "n_cached": prog.cached, "n_called": prog.called,
-        "n_failed": prog.failed, "n_accepted": prog.accepted, "n_rejected": prog.rejected,
-        "input_tokens": prog.input_tokens, "output_tokens": prog.output_tokens, "cost": round(prog.cost, 6)}))
+            for task in tasks:
+                # "Hi [NAME_1]," would teach the student to print placeholders; "Hi there," is what it should say.
+                record(task, "logged", neutralise_placeholders(task.logged_reply), "stop", None)
+        status = "done"
+        if uses_teacher:
+            status = _run_teacher(store, settings, options, backend, retriever, prompt, params, tasks, record, prog,
+                                  lock, progress, stop)
+    except KeyboardInterrupt:
+        status = "stopped: interrupted (run it again to resume; nothing stored is paid for twice)"
+        raise
+    except TeacherRejected as exc:
+        status, error = f"failed: {exc}", exc
+    except AssistantError as exc:
+        status = f"failed: {exc}"
+        raise
+    except Exception as exc:  # a bug or an unforeseen failure: the job says so, the log keeps the traceback
+        log.exception("label job %s failed", job_id)
+        status = f"failed: {type(exc).__name__}: {exc}"
+        error = AssistantError(f"label job {job_id} failed: {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+    finally:
+        store._write(lambda db: db["label_jobs"].update(job_id, {
+            "status": status, "finished_at": now(), "n_done": prog.done, "n_cached": prog.cached,
+            "n_called": prog.called, "n_failed": prog.failed, "n_accepted": prog.accepted,
+            "n_rejected": prog.rejected, "input_tokens": prog.input_tokens, "output_tokens": prog.output_tokens,
+            "cost": round(prog.cost, 6)}))
+    if error is not None:
+        if isinstance(error, TeacherRejected):
+            raise TeacherRejected(f"label job {job_id} {status}; check ASSISTANT_TEACHER_API_KEY") from error
+        raise error
     return LabelJobResult(job_id, status, source, teacher_name, prog)
 
 
@@ -349,8 +404,7 @@ def build_request(task: Task, retriever, prompt: Prompt, options: LabelOptions) 
     for h in grounding["cases"]:
         if h.item["conversation_id"] == task.conversation_id:
             continue  # never show the teacher the answer it is asked to write
-        past = "\n".join(f"{m['role']}: {m['content']}" for m in h.item["history"][-3:])
-        cases.append(f"<case>\n{past}\nagent: {h.item['reply']}\n</case>")
+        cases.append((h.item["history"][-3:], h.item["reply"]))  # raw: label_messages escapes and wraps it
     request = LabelRequest(label_messages(prompt, task.history, kb, cases), task.history, task.conversation_id,
                            options.max_tokens, options.temperature)
     return request, "\n".join(kb)
@@ -382,9 +436,15 @@ def split_cached(store: Store, tasks: list[Task], prompt: Prompt, teacher: str, 
 
 
 def _run_teacher(store, settings, options, backend, retriever, prompt, params, tasks, record, prog, lock, progress, stop) -> str:
+    from assistant import spend
+
     limiter = RateLimiter(options.rpm, options.tpm)
+    daily = spend.DailyBudget(store, settings)
     todo = split_cached(store, tasks, prompt, backend.name, params, record, prog, lock)
-    budget_hit = threading.Event()
+    budget_hit = threading.Event()  # the job's own --budget, or the day's cap
+    fatal: list[Exception] = []  # the teacher refused us for good: stop at once
+    if todo and daily.reached():
+        return f"stopped: {spend.REACHED}"
     if retriever is not None and todo:
         retriever.warm([task.history for task, _ in todo])
     if options.batch and todo:
@@ -392,30 +452,46 @@ def _run_teacher(store, settings, options, backend, retriever, prompt, params, t
 
         return run_batch(store, settings, options, backend, retriever, prompt, params, todo, record, prog, lock,
                          progress, stop)
+    max_retries = retries(options, settings)
+
+    def halted() -> bool:
+        return stop.is_set() or budget_hit.is_set() or bool(fatal)
 
     def work(task: Task, key: str) -> None:
         request, reference = build_request(task, retriever, prompt, options)
         est_tokens = sum(len(m["content"]) for m in request.messages) // 4 + options.max_tokens
-        for attempt in range(options.max_retries + 1):
-            if stop.is_set():
+        for attempt in range(max_retries + 1):
+            if halted():
+                return
+            if daily.reached():
+                budget_hit.set()
                 return
             limiter.acquire(est_tokens, stop)
             t0 = time.perf_counter()
             try:
                 result = backend.call(request)
                 break
+            except TeacherRejected as exc:
+                fatal.append(exc)
+                return
             except RetryableError as exc:
-                if attempt == options.max_retries:
+                if attempt == max_retries:
                     log.warning("giving up on a turn after %d attempts: %s", attempt + 1, exc)
                     with lock:
                         prog.failed += 1
                     return
-                delay = exc.retry_after if exc.retry_after is not None else min(30.0, 0.5 * 2 ** attempt)
+                delay = exc.retry_after if exc.retry_after is not None else 0.5 * 2 ** attempt
+                delay = min(MAX_BACKOFF_S, max(0.0, delay))
                 stop.wait(delay + random.uniform(0, 0.1 * delay))
         latency = time.perf_counter() - t0
         cost = _price(backend, result, settings, latency)
+        if not (result.text or "").strip():
+            # A local stand-in with nothing to say: a rejected label, but nothing cached that a rerun would reuse.
+            record(task, "teacher", "", result.finish_reason, None, reference)
+            return
         # Stored the moment it returns: a crash after this line never pays for this call again.
         store_call(store, key, backend.name, prompt, params, result, cost, latency * 1000, reference)
+        daily.add(cost)
         with lock:
             prog.called += 1
             prog.input_tokens += result.input_tokens or 0
@@ -430,7 +506,7 @@ def _run_teacher(store, settings, options, backend, retriever, prompt, params, t
     with ThreadPoolExecutor(max_workers=options.concurrency) as pool:
         try:
             while queue or pending:
-                while queue and len(pending) < options.concurrency and not budget_hit.is_set() and not stop.is_set():
+                while queue and len(pending) < options.concurrency and not halted():
                     task, key = queue.pop(0)
                     pending.add(pool.submit(work, task, key))
                 if not pending:
@@ -439,10 +515,14 @@ def _run_teacher(store, settings, options, backend, retriever, prompt, params, t
                 for f in finished:
                     f.result()  # surface unexpected errors
         except BaseException:
-            stop.set()  # Ctrl-C: let in-flight calls finish or give up; everything stored stays stored
+            stop.set()  # Ctrl-C or a bug: let in-flight calls finish or give up; everything stored stays stored
             raise
+    if fatal:
+        raise fatal[0]
     if stop.is_set():
         return "stopped"
-    if budget_hit.is_set() and queue:
-        return f"stopped: budget ${options.budget:.2f} reached"
+    if budget_hit.is_set() and (queue or prog.done < prog.total):
+        if options.budget is not None and prog.cost >= options.budget:
+            return f"stopped: budget ${options.budget:.2f} reached"
+        return f"stopped: {spend.REACHED}"
     return "done" if not prog.failed else f"done with {prog.failed} failed turns"
