@@ -116,17 +116,43 @@ def _export(rows: list[dict], folder: Path, split: str) -> None:
     (folder / f"{split}.sharegpt.json").write_text(json.dumps(sharegpt, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
+def check_job(job: dict, allow_failed: bool = False) -> None:
+    """Refuse to build from a job that did not label everything it was asked to, unless `allow_failed`.
+
+    A job "done with N failed turns" (or stopped at a budget) has holes: trained on, the student would
+    learn the logged context around them without their labels. Running the job again labels only what
+    is missing (nothing stored is paid twice); `allow_failed` builds from what there is anyway.
+    """
+    status = job.get("status") or ""
+    if status == "done":
+        return
+    if status in ("running", "") or status.startswith("failed"):
+        raise InputError(f"label job {job['id']} is {status or 'unfinished'}: no dataset is built from it")
+    if not allow_failed:
+        raise InputError(f"label job {job['id']} ended '{status}': no dataset built. Run the job again to label what is "
+                         "missing (stored calls are reused), or build from it anyway with allow_failed (--allow-failed)")
+
+
 def build_dataset(store: Store, settings, job_id: int | None = None, *, seed: int = 13, val_frac: float = 0.1,
-                  test_frac: float = 0.1) -> DatasetVersion:
+                  test_frac: float = 0.1, allow_failed: bool = False) -> DatasetVersion:
+    """Build (or find) the dataset version of a labelling job (default: the latest complete one).
+
+    Refused, with the reason, for a job that failed, is running, or left turns unlabelled (unless
+    `allow_failed`), and for labels that leave nothing to train on: no dataset with 0 training turns
+    is ever registered.
+    """
     import datasets
 
     datasets.disable_progress_bars()
     if job_id is None:
-        row = next(store.db.query("SELECT max(id) AS id FROM label_jobs WHERE status LIKE 'done%'"), None)
+        pattern = "status = 'done' OR status LIKE 'done with %' OR status LIKE 'stopped%'" if allow_failed else "status = 'done'"
+        row = next(store.db.query(f"SELECT max(id) AS id FROM label_jobs WHERE {pattern}"), None)
         job_id = row["id"] if row else None
         if job_id is None:
-            raise InputError("no finished labelling job: run `assistant label` first")
+            raise InputError("no complete labelling job: run `assistant label` first (a job with failed turns "
+                             "builds a dataset only with allow_failed / --allow-failed)")
     job = store.db["label_jobs"].get(job_id)
+    check_job(job, allow_failed)
     rows = _rows(store, job_id)
     chash = content_hash(rows)
     config = {"seed": seed, "val_frac": val_frac, "test_frac": test_frac}
@@ -137,6 +163,11 @@ def build_dataset(store: Store, settings, job_id: int | None = None, *, seed: in
 
     assignment = split_conversations({r["conversation_id"]: r["intent"] for r in rows}, seed, val_frac, test_frac)
     by_split = {s: [r for r in rows if assignment[r["conversation_id"]] == s] for s in SPLITS}
+    trainable = sum(len(r["train_turns"]) for r in by_split["train"])
+    if not trainable:
+        n_rejected = sum(1 for _ in store.db.query("SELECT 1 FROM labels WHERE job_id = ? AND status = 'rejected'", [job_id]))
+        raise InputError(f"label job {job_id} leaves no turn to train on ({n_rejected} labels rejected; review them with "
+                         f"`assistant labels rejected --job {job_id}`): no dataset registered")
     folder = settings.home / "datasets" / version
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -153,7 +184,8 @@ def build_dataset(store: Store, settings, job_id: int | None = None, *, seed: in
         s: datasets.Dataset.from_list(by_split[s], features=features) if by_split[s]
         else datasets.Dataset.from_dict({k: [] for k in features}, features=features)  # a small job can leave a split empty
         for s in SPLITS})
-    dd.save_to_disk(str(tmp / "hf"))
+    # one shard for an empty split: with none, load_from_disk fails on it ("list index out of range")
+    dd.save_to_disk(str(tmp / "hf"), num_shards={s: 1 for s in SPLITS if not by_split[s]} or None)
     for s in SPLITS:
         _export(by_split[s], tmp, s)
     options = json.loads(job["options"] or "{}")
@@ -193,7 +225,16 @@ def load_dataset(store: Store, version: str | None = None):
         row = next(store.db.query("SELECT * FROM datasets WHERE version = ?", [version]), None)
     if row is None:
         raise InputError(f"no dataset {version or ''}: run `assistant label` first".replace("  ", " "))
-    return datasets.load_from_disk(str(Path(row["path"]) / "hf")), json.loads(row["manifest"])
+    manifest = json.loads(row["manifest"])
+    try:
+        dd = datasets.load_from_disk(str(Path(row["path"]) / "hf"))
+    except IndexError as exc:  # an empty split saved without a shard (by an older version of this module)
+        empty = [s for s, c in manifest.get("counts", {}).items() if not c.get("rows")]
+        raise InputError(f"dataset {row['version']} cannot be read: its {', '.join(empty) or 'some'} split is empty and "
+                         "was saved without data; build it again (assistant label) or label more conversations") from exc
+    except FileNotFoundError as exc:
+        raise InputError(f"dataset {row['version']} is missing its files at {row['path']}; build it again") from exc
+    return dd, manifest
 
 
 def labelled_turns(rows) -> list[dict]:

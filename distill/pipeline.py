@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -235,9 +236,36 @@ def train_student(store: Store, settings, *, dataset_version: str | None = None,
     return TrainOutcome(version, gguf_final, result.metrics, evaluation, promoted)
 
 
+def stop_event(should_stop: Callable[[], bool] | None) -> tuple[threading.Event, Callable[[], None]]:
+    """The job's cancel flag as the Event that `label` waits on, and a function to call when done with it.
+
+    The JobRunner's `should_stop` is its cancel Event's `is_set`: that Event itself is used. Any other
+    callable is watched by a small thread that sets a new Event when it turns true.
+    """
+    owner = getattr(should_stop, "__self__", None)
+    if isinstance(owner, threading.Event):
+        return owner, lambda: None
+    event, finished = threading.Event(), threading.Event()
+    if should_stop is not None:
+        def watch():
+            while not finished.wait(0.2):
+                if should_stop():
+                    event.set()
+                    return
+
+        threading.Thread(target=watch, daemon=True, name="retrain-stop-watch").start()
+    return event, finished.set
+
+
 def retrain_from_file(store: Store, settings, path: Path, *, config: TrainConfig | None = None, log=lambda line: None,
-                      progress=None, should_stop=None, retriever=None) -> TrainOutcome:
-    """The Retrain tab's loop: import the file, label, build the dataset, train, evaluate, promote if better."""
+                      progress=None, should_stop=None, retriever=None, budget: float | None = None,
+                      allow_failed: bool = False) -> TrainOutcome:
+    """The Retrain tab's loop: import the file, label, build the dataset, train, evaluate, promote if better.
+
+    Labelling stops when the job is cancelled (its cancel flag is the label job's stop event), at `budget`
+    US$ for this run, and at the daily teacher cap (settings.teacher_daily_budget) whatever `budget` says.
+    A label job that left turns unlabelled builds no dataset unless `allow_failed`.
+    """
     from distill.dataset import build_dataset
     from distill.importer import import_file
     from distill.label import LabelOptions, label
@@ -247,11 +275,17 @@ def retrain_from_file(store: Store, settings, path: Path, *, config: TrainConfig
         log(line)
     if should_stop and should_stop():
         raise Cancelled("cancelled after import (the import itself is complete and kept)")
-    result = label(store, settings, LabelOptions(), retriever=retriever)
+    stop, release = stop_event(should_stop)
+    try:
+        result = label(store, settings, LabelOptions(budget=budget), retriever=retriever, stop=stop)
+    finally:
+        release()
     log(f"label job {result.job_id}: {result.status}; {result.progress.line()}")
+    if stop.is_set() or (should_stop and should_stop()):
+        raise Cancelled("cancelled while labelling (labels stored so far are kept and reused by the next run)")
     if not result.status.startswith("done"):
         raise InputError(f"labelling did not finish: {result.status}")
-    ds = build_dataset(store, settings, result.job_id)
+    ds = build_dataset(store, settings, result.job_id, allow_failed=allow_failed)
     log(f"dataset {ds.version}: " + ", ".join(f"{s} {c['rows']}" for s, c in ds.manifest["counts"].items()))
     return train_student(store, settings, dataset_version=ds.version, config=config, log=log, progress=progress,
                          should_stop=should_stop, retriever=retriever)

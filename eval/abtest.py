@@ -59,10 +59,18 @@ class RetrievalBaseline(ChatModel):
         yield Usage(0, len(text.split()), finish_reason="stop")
 
 
-def evaluation_turns(dd, limit: int | None) -> list[dict]:
+def evaluation_turns(dd, limit: int | None, version: str = "the dataset") -> list[dict]:
+    """The test split's labelled turns; an InputError that says why when there are none."""
     from distill.dataset import labelled_turns
 
+    if "test" not in dd or dd["test"].num_rows == 0:
+        sizes = ", ".join(f"{s} {dd[s].num_rows}" for s in dd) or "no splits"
+        raise InputError(f"{version} has no test split to evaluate on ({sizes} conversations): the split is by "
+                         "conversation and intent, so a test split needs at least 3 conversations of an intent; "
+                         "label more conversations and build the dataset again")
     turns = labelled_turns(dd["test"])
+    if not turns:
+        raise InputError(f"{version} has a test split but no labelled turns in it (every label there was rejected)")
     return turns[:limit] if limit else turns
 
 
@@ -160,9 +168,7 @@ def run_eval(store: Store, settings, config: EvalConfig, *, models: dict[str, Ch
     if unknown:
         raise InputError(f"unknown arms {', '.join(sorted(unknown))}; choose from {', '.join(ARMS)}")
     dd, manifest = load_dataset(store, config.dataset)
-    turns = evaluation_turns(dd, config.limit)
-    if not turns:
-        raise InputError(f"dataset {manifest['version']} has no test turns to evaluate")
+    turns = evaluation_turns(dd, config.limit, f"dataset {manifest['version']}")
     test_ids = frozenset(t["conversation_id"] for t in turns)
     router = router or RuleRouter()
     models = build_models(store, settings, config, exclude=test_ids, models=models, retriever=retriever, dd=dd)

@@ -54,3 +54,66 @@ def test_manifest_hash_changes_when_data_changes_and_only_then(tmp_path, setting
     c = build_dataset(store, settings, _labelled(store, settings))
     assert c.created and c.manifest["content_hash"] != a.manifest["content_hash"]
     assert store.db["datasets"].count == 2
+
+
+# ---- jobs that did not label everything build nothing unless asked -------------------------------
+
+def _teacher_job(store, settings, fake_embedder, handler):
+    from dataclasses import replace
+
+    from assistant.retrieval import CaseBase, KnowledgeBase, Retriever
+    from tests.test_label import mock_backend
+
+    retriever = Retriever(KnowledgeBase([], fake_embedder), CaseBase(list(store.conversations()), fake_embedder))
+    backend, _ = mock_backend(handler)
+    return label(store, replace(settings, label_max_retries=0), LabelOptions(source="teacher", concurrency=1),
+                 backend=backend, retriever=retriever)
+
+
+def test_a_job_with_failed_turns_builds_no_dataset_unless_allowed(tmp_path, settings, fake_embedder):
+    import pytest
+
+    from assistant.errors import InputError
+    from assistant.store import Store
+    from tests.test_label import completion
+
+    store = Store(tmp_path / "a.db")
+    store.db["conversations"].insert_all([conv(i, intent=f"intent{i % 2}") for i in range(12)])
+    job = _teacher_job(store, settings, fake_embedder,
+                       lambda request, n: (500, {"error": {"message": "down"}}) if n == 1 else (200, completion("Orders ship in 1 day.")))
+    assert job.status == "done with 1 failed turns"
+    with pytest.raises(InputError, match="done with 1 failed turns.*allow_failed"):
+        build_dataset(store, settings, job.job_id)
+    with pytest.raises(InputError, match="no complete labelling job"):
+        build_dataset(store, settings)  # the latest complete job: there is none
+    assert store.db["datasets"].count == 0
+    v = build_dataset(store, settings, job.job_id, allow_failed=True)
+    assert v.created and store.db["datasets"].count == 1
+
+
+def test_a_dataset_with_nothing_to_train_on_is_never_registered(tmp_path, settings, fake_embedder):
+    import pytest
+
+    from assistant.errors import InputError
+    from assistant.store import Store
+    from tests.test_label import completion
+
+    store = Store(tmp_path / "a.db")
+    store.db["conversations"].insert_all([conv(i) for i in range(6)])
+    job = _teacher_job(store, settings, fake_embedder,
+                       lambda request, n: (200, completion("As an AI language model I cannot help with that request.")))
+    assert job.status == "done" and job.progress.accepted == 0
+    with pytest.raises(InputError, match="no turn to train on.*12 labels rejected"):
+        build_dataset(store, settings, job.job_id)
+    assert store.db["datasets"].count == 0
+    assert not (settings.home / "datasets").exists() or not any((settings.home / "datasets").iterdir())  # nothing half-written
+
+
+def test_a_small_dataset_saves_its_empty_test_split_readably(tmp_path, settings):
+    from assistant.store import Store
+
+    store = Store(tmp_path / "a.db")
+    store.db["conversations"].insert_all([conv(i) for i in range(2)])
+    v = build_dataset(store, settings, _labelled(store, settings))
+    dd, manifest = load_dataset(store, v.version)  # an empty split used to fail here with "list index out of range"
+    assert dd["test"].num_rows == 0 and manifest["counts"]["test"]["rows"] == 0 and dd["train"].num_rows == 2

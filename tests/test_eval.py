@@ -282,3 +282,20 @@ def test_shadow_answers_are_stored_never_shown_and_judged_later(settings, fake_e
     assert row["exchange_id"] == ex["id"] and row["reply"] == "Teacher shadow reply." and row["judge"] is None
     assert judge_shadows(services.store, Judge(AlwaysA())) == 1
     assert online_stats(services.store)["shadow"] == {"answers": 1, "judged": 1, "student_accuracy": 1.0}
+
+
+def test_evaluation_explains_a_dataset_without_a_test_split(settings, tmp_path):
+    from assistant.errors import InputError
+    from assistant.models import FakeModel
+    from assistant.store import open_store
+    from distill.dataset import build_dataset
+    from distill.label import LabelOptions, label
+    from eval.abtest import EvalConfig, run_eval
+    from tests.test_label import conv
+
+    store = open_store(settings)
+    store.db["conversations"].insert_all([conv(i) for i in range(2)])  # too few for a test split
+    build_dataset(store, settings, label(store, settings, LabelOptions(source="logged")).job_id)
+    with pytest.raises(InputError, match="no test split to evaluate on \\(train 2, validation 0, test 0"):
+        run_eval(store, settings, EvalConfig(arms=("teacher",)), models={"teacher": FakeModel()})
+    assert store.db["eval_runs"].count == 0
