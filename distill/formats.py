@@ -17,14 +17,17 @@ Formats (field names from the vendors' documented exports):
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from assistant.errors import InputError
+from distill.encoding import SAMPLE_BYTES, UTF8, Encoding, choose, decode, forced, has_undecodable, sniff_unicode
 
 FORMATS = ("openai", "sharegpt", "hf", "csv", "zendesk", "intercom", "freshdesk")
 MAX_RECORD_BYTES = 20 * 1024 * 1024  # one JSON line or record larger than this is refused, not parsed
@@ -40,6 +43,13 @@ class Parsed:
 class Bad:
     where: str
     reason: str
+
+
+@dataclass
+class Note:
+    """Not a record: something the import summary should say about the whole file (e.g. its encoding)."""
+
+    text: str
 
 
 @dataclass
@@ -63,51 +73,97 @@ class CsvColumns:
 
 # ---- helpers ---------------------------------------------------------------------------------
 
-def _json_loads(raw: bytes | str):
+def _json_loads(raw: bytes | str, whole: bool = False):
+    """One JSON value; a ValueError names the reason and the column (and line, for a whole document)."""
     if len(raw) > MAX_RECORD_BYTES:
         raise ValueError(f"record is larger than {MAX_RECORD_BYTES // (1024 * 1024)} MB")
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ValueError(f"invalid UTF-8 at byte {exc.start}") from None
+            line = raw.count(b"\n", 0, exc.start) + 1
+            where = f"line {line}, byte {exc.start}" if whole else f"byte {exc.start}"
+            raise ValueError(f"invalid UTF-8 at {where} (JSON must be UTF-8 or UTF-16/32)") from None
     try:
         return json.loads(raw)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+        where = f"line {exc.lineno}, column {exc.colno}" if whole else f"column {exc.colno}"
+        raise ValueError(f"invalid JSON at {where}: {exc.msg}") from None
 
 
-def iter_json_records(path: Path, list_keys: tuple[str, ...] = ()) -> Iterator[tuple[str, object]]:
-    """Records of a JSONL file (one per line) or a JSON file (an array, or an object holding one under list_keys)."""
+def _decoded_head(path: Path, enc: Encoding, size: int = 4096) -> str:
     with open(path, "rb") as fh:
-        head = fh.read(4096).lstrip()
+        fh.seek(enc.bom)
+        raw = fh.read(size)
+    return codecs.getincrementaldecoder(enc.codec)(errors="replace").decode(raw)
+
+
+def _text_lines(path: Path, enc: Encoding) -> Iterator[tuple[int, str]]:
+    """Numbered lines of a UTF-16/32 file; a line with bytes the codec cannot decode carries U+FFFD."""
+    with open(path, "rb") as raw:
+        raw.seek(enc.bom)
+        with io.TextIOWrapper(raw, encoding=enc.codec, errors="replace", newline=None) as fh:
+            yield from enumerate(fh, 1)
+
+
+def json_encoding(path: Path, encoding: Encoding | None = None) -> Encoding:
+    """JSON is UTF-8 unless a BOM or the zero-byte pattern of UTF-16/32 says otherwise (RFC 8259)."""
+    if encoding is not None:
+        return encoding
+    with open(path, "rb") as fh:
+        head = fh.read(SAMPLE_BYTES)
+    return sniff_unicode(head) or UTF8
+
+
+def iter_json_records(path: Path, list_keys: tuple[str, ...] = (), encoding: Encoding | None = None
+                      ) -> Iterator[tuple[str, object]]:
+    """Records of a JSONL file (one per line) or a JSON file (an array, or an object holding one under list_keys).
+
+    A record that cannot be parsed comes back as a ValueError naming the reason; a text encoding other
+    than plain UTF-8 is announced first as ("file", Note).
+    """
+    enc = json_encoding(path, encoding)
+    if not enc.is_plain_utf8:
+        yield "file", Note(f"encoding: {enc.describe()}")
+    utf8 = enc.codec in ("utf-8", "utf-8-sig")
+    head = _decoded_head(path, enc).lstrip()
     is_jsonl = path.suffix.lower() in (".jsonl", ".ndjson")
-    if not is_jsonl and head[:1] not in (b"[", b"{"):
+    if not is_jsonl and head[:1] not in ("[", "{"):
         raise InputError(f"{path.name}: not JSON (starts with {head[:20]!r})")
-    if not is_jsonl and head[:1] == b"{":
+    if not is_jsonl and head[:1] == "{":
         # an object: either a single JSON document with a list inside, or JSONL whose lines are objects
-        with open(path, "rb") as fh:
-            first_line = fh.readline()
-        try:
-            json.loads(first_line)
-            whole_is_one_line = first_line.strip() and path.stat().st_size <= len(first_line) + 2
-            is_jsonl = not whole_is_one_line
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-            is_jsonl = False
+        with closing(_lines(path, enc, utf8)) as lines:
+            first_line = next(lines, (0, b""))[1]
+            try:
+                json.loads(first_line)
+                # more than one line holding something: JSONL; the whole document on one line: JSON
+                is_jsonl = bool(first_line.strip()) and any(line.strip() for _, line in lines)
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+                is_jsonl = False
     if is_jsonl:
-        with open(path, "rb") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    yield f"line {n}", _json_loads(line)
-                except ValueError as exc:
-                    yield f"line {n}", exc
+        for n, line in _lines(path, enc, utf8):
+            if not line.strip():
+                continue
+            if not utf8 and "\ufffd" in line:
+                yield f"line {n}", ValueError(f"bytes that are not valid {enc.label}")
+                continue
+            try:
+                yield f"line {n}", _json_loads(line)
+            except ValueError as exc:
+                yield f"line {n}", exc
         return
+    raw = path.read_bytes()[enc.bom:]
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8):]
     try:
-        doc = _json_loads(path.read_bytes())
+        if not utf8:
+            try:
+                raw = raw.decode(enc.codec)
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"invalid {enc.label} at byte {exc.start + enc.bom}") from None
+        doc = _json_loads(raw, whole=True)
     except ValueError as exc:
         raise InputError(f"{path.name}: {exc}") from None
     if isinstance(doc, dict):
@@ -123,6 +179,21 @@ def iter_json_records(path: Path, list_keys: tuple[str, ...] = ()) -> Iterator[t
         yield f"record {n}", record
 
 
+def _lines(path: Path, enc: Encoding, utf8: bool) -> Iterator[tuple[int, bytes | str]]:
+    if not utf8:
+        yield from _text_lines(path, enc)
+        return
+    with open(path, "rb") as fh:
+        fh.seek(enc.bom)
+        for n, line in enumerate(fh, 1):
+            yield n, (line[3:] if n == 1 and line.startswith(codecs.BOM_UTF8) else line)
+
+
+def _passed(where: str, rec) -> "Bad | Note":
+    """What a reader yields for a record iter_json_records could not parse, or for its encoding note."""
+    return rec if isinstance(rec, Note) else Bad(where, str(rec))
+
+
 def _text(value) -> str:
     if value is None:
         return ""
@@ -135,10 +206,10 @@ def _text(value) -> str:
 
 # ---- readers ---------------------------------------------------------------------------------
 
-def read_openai(path: Path, **_) -> Iterator[Parsed | Bad]:
-    for where, rec in iter_json_records(path, ("data", "conversations")):
-        if isinstance(rec, Exception):
-            yield Bad(where, str(rec))
+def read_openai(path: Path, encoding: Encoding | None = None, **_) -> Iterator[Parsed | Bad | Note]:
+    for where, rec in iter_json_records(path, ("data", "conversations"), encoding):
+        if isinstance(rec, (Exception, Note)):
+            yield _passed(where, rec)
         elif not isinstance(rec, dict) or not isinstance(rec.get("messages"), list):
             yield Bad(where, 'expected an object with a "messages" list')
         else:
@@ -158,10 +229,10 @@ SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistan
                   "bing": "assistant", "bard": "assistant", "model": "assistant", "system": "system"}
 
 
-def read_sharegpt(path: Path, **_) -> Iterator[Parsed | Bad]:
-    for where, rec in iter_json_records(path, ("data",)):
-        if isinstance(rec, Exception):
-            yield Bad(where, str(rec))
+def read_sharegpt(path: Path, encoding: Encoding | None = None, **_) -> Iterator[Parsed | Bad | Note]:
+    for where, rec in iter_json_records(path, ("data",), encoding):
+        if isinstance(rec, (Exception, Note)):
+            yield _passed(where, rec)
             continue
         turns = rec.get("conversations") if isinstance(rec, dict) else None
         if not isinstance(turns, list):
@@ -217,19 +288,26 @@ CSV_ROLES = {"customer": "user", "user": "user", "client": "user", "end-user": "
              "system": "system"}
 
 
-def read_csv(path: Path, columns: CsvColumns | None = None, delimiter: str | None = None, **_) -> Iterator[Parsed | Bad]:
+def read_csv(path: Path, columns: CsvColumns | None = None, delimiter: str | None = None,
+             encoding: Encoding | None = None, **_) -> Iterator[Parsed | Bad | Note]:
     columns = columns or CsvColumns()
     if delimiter is None:
         delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        # keep going with what can be read; the damaged rows are reported below
-        text = raw.decode("utf-8-sig", errors="replace")
-        yield Bad("file", f"invalid UTF-8 at byte {exc.start}; undecodable bytes were replaced")
+    enc = encoding or choose(raw, legacy=True)
+    text = decode(raw, enc, path.name)
+    if not enc.is_plain_utf8:
+        yield Note(f"encoding: {enc.describe()}")
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise InputError(f"{path.name}: line {line}: a NUL character; this looks like a binary file or the wrong encoding, "
+                         "not a CSV export")
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header = {h.lower().strip(): h for h in (reader.fieldnames or []) if h}
+    try:
+        fieldnames = reader.fieldnames or []
+    except csv.Error as exc:
+        raise InputError(f"{path.name}: line 1: {exc}") from None
+    header = {h.lower().strip(): h for h in fieldnames if h}
 
     def pick(options: list[str]) -> str | None:
         return next((header[o.lower()] for o in options if o.lower() in header), None)
@@ -238,17 +316,32 @@ def read_csv(path: Path, columns: CsvColumns | None = None, delimiter: str | Non
     missing = [name for name, col in (("conversation id", c_conv), ("role/speaker", c_role), ("text", c_text)) if col is None]
     if missing:
         raise InputError(
-            f"{path.name}: no column for {', '.join(missing)}; columns are {', '.join(reader.fieldnames or [])}. "
+            f"{path.name}: no column for {', '.join(missing)}; columns are {', '.join(fieldnames)}. "
             "Map them with --csv-columns conversation=...,role=...,text=..."
         )
     conversations: dict[str, dict] = {}
-    for n, row in enumerate(reader, 2):  # line 1 is the header
+    damaged: dict[str, int] = {}  # conversation id -> first line with bytes that are not UTF-8
+    end = reader.line_num
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise InputError(f"{path.name}: line {reader.line_num}: {exc}") from None
+        n, end = end + 1, reader.line_num  # a quoted field may span lines: report where the row starts
         if None in row:
             yield Bad(f"line {n}", "more fields than the header has")
             continue
         conv_id = (row.get(c_conv) or "").strip()
         if not conv_id:
             yield Bad(f"line {n}", f"empty {c_conv}")
+            continue
+        if enc.damaged and any(has_undecodable(f"{k}{v}") for k, v in row.items()):
+            if has_undecodable(conv_id):
+                yield Bad(f"line {n}", "bytes that are not valid UTF-8 in the conversation id")
+            else:
+                damaged.setdefault(conv_id, n)
             continue
         role = (row.get(c_role) or "").strip().lower()
         msg = {"role": CSV_ROLES.get(role, role), "content": row.get(c_text) or ""}
@@ -260,13 +353,22 @@ def read_csv(path: Path, columns: CsvColumns | None = None, delimiter: str | Non
         for k, v in extras.items():
             conv["metadata"].setdefault(k, v)
     for conv_id, conv in conversations.items():
-        yield Parsed(f"conversation {conv_id} (from line {conv.pop('line')})", conv)
+        where = f"conversation {conv_id} (from line {conv.pop('line')})"
+        if conv_id in damaged:
+            # a message missing from the middle would teach the wrong thing: the whole conversation is left out
+            yield Bad(where, f"line {damaged[conv_id]} has bytes that are not valid UTF-8 (the rest of the file is); "
+                             "fix or re-save the file as UTF-8")
+        else:
+            yield Parsed(where, conv)
+    for conv_id, line in damaged.items():
+        if conv_id not in conversations:
+            yield Bad(f"conversation {conv_id} (line {line})", "bytes that are not valid UTF-8 (the rest of the file is)")
 
 
-def read_zendesk(path: Path, **_) -> Iterator[Parsed | Bad]:
-    for where, rec in iter_json_records(path, ("tickets", "results")):
-        if isinstance(rec, Exception):
-            yield Bad(where, str(rec))
+def read_zendesk(path: Path, encoding: Encoding | None = None, **_) -> Iterator[Parsed | Bad | Note]:
+    for where, rec in iter_json_records(path, ("tickets", "results"), encoding):
+        if isinstance(rec, (Exception, Note)):
+            yield _passed(where, rec)
             continue
         if not isinstance(rec, dict) or not isinstance(rec.get("comments"), list):
             yield Bad(where, 'expected a ticket with a "comments" list')
@@ -297,10 +399,10 @@ def read_zendesk(path: Path, **_) -> Iterator[Parsed | Bad]:
         yield Parsed(where, {"messages": msgs, "metadata": meta})
 
 
-def read_intercom(path: Path, **_) -> Iterator[Parsed | Bad]:
-    for where, rec in iter_json_records(path, ("conversations", "data")):
-        if isinstance(rec, Exception):
-            yield Bad(where, str(rec))
+def read_intercom(path: Path, encoding: Encoding | None = None, **_) -> Iterator[Parsed | Bad | Note]:
+    for where, rec in iter_json_records(path, ("conversations", "data"), encoding):
+        if isinstance(rec, (Exception, Note)):
+            yield _passed(where, rec)
             continue
         if not isinstance(rec, dict) or not isinstance(rec.get("source"), dict):
             yield Bad(where, 'expected a conversation with a "source" object')
@@ -339,10 +441,10 @@ def read_intercom(path: Path, **_) -> Iterator[Parsed | Bad]:
 FRESHDESK_SOURCES = {1: "email", 2: "portal", 3: "phone", 7: "chat", 9: "feedback_widget", 10: "outbound_email"}
 
 
-def read_freshdesk(path: Path, **_) -> Iterator[Parsed | Bad]:
-    for where, rec in iter_json_records(path, ("tickets",)):
-        if isinstance(rec, Exception):
-            yield Bad(where, str(rec))
+def read_freshdesk(path: Path, encoding: Encoding | None = None, **_) -> Iterator[Parsed | Bad | Note]:
+    for where, rec in iter_json_records(path, ("tickets",), encoding):
+        if isinstance(rec, (Exception, Note)):
+            yield _passed(where, rec)
             continue
         if not isinstance(rec, dict) or not isinstance(rec.get("conversations"), list):
             yield Bad(where, 'expected a ticket with a "conversations" list')
@@ -372,13 +474,25 @@ READERS = {"openai": read_openai, "sharegpt": read_sharegpt, "hf": read_hf, "csv
 
 # ---- detection -------------------------------------------------------------------------------
 
-def _first_record(path: Path):
-    for where, rec in iter_json_records(path, ("tickets", "conversations", "results", "data")):
-        return rec
-    return None
+DETECT_RECORDS = 20  # records looked at for one that shows the format, past any that do not parse
 
 
-def detect_format(path: Path) -> str:
+def _first_record(path: Path, encoding: Encoding | None = None) -> tuple[object, tuple[str, Exception] | None]:
+    """The first record that parses (None if none of the first few do), and the first parse error seen."""
+    error = None
+    for n, (where, rec) in enumerate(iter_json_records(path, ("tickets", "conversations", "results", "data"), encoding)):
+        if isinstance(rec, Note):
+            continue
+        if isinstance(rec, Exception):
+            error = error or (where, rec)
+        else:
+            return rec, error
+        if n >= DETECT_RECORDS:
+            break
+    return None, error
+
+
+def detect_format(path: Path, encoding: Encoding | None = None) -> str:
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir():
@@ -390,16 +504,15 @@ def detect_format(path: Path) -> str:
         return "hf"
     with open(path, "rb") as fh:
         head = fh.read(8192)
-    if b"\x00" in head:
+    enc = encoding or sniff_unicode(head)
+    text = _decoded_head(path, enc, 8192) if enc is not None else head.decode("utf-8", errors="replace")
+    if "\x00" in text:
         raise InputError(f"{path.name}: looks like a binary file, not a transcript export; accepted formats: {', '.join(FORMATS)}")
     if suffix in (".csv", ".tsv"):
         return "csv"
-    saw = f"starts with {head[:60]!r}"
-    if head.lstrip()[:1] in (b"{", b"["):
-        try:
-            rec = _first_record(path)
-        except InputError:
-            rec = None
+    saw = f"starts with {text[:60]!r}"
+    if text.lstrip()[:1] in ("{", "["):
+        rec, error = _first_record(path, enc)
         if isinstance(rec, dict):
             keys = set(rec)
             if "messages" in keys:
@@ -415,9 +528,14 @@ def detect_format(path: Path) -> str:
                 if {"incoming", "body_text", "private"} & set(first) or "requester_id" in keys:
                     return "freshdesk"
                 return "sharegpt"
-            saw = f"records with keys {', '.join(sorted(keys)[:12])}"
+            saw = f"records with keys {', '.join(sorted(map(str, keys))[:12])}"
         elif rec is not None:
-            saw = f"a first record of type {type(rec).__name__}"
+            saw = f"a first record that is a JSON {type(rec).__name__}, not an object"
+        elif error is not None:
+            where, exc = error
+            # the real reason, as --format would have reported it, not a guess about the format
+            raise InputError(f"{path.name}: {where}: {exc}; no record in the first {DETECT_RECORDS} could be read, "
+                             "so the format could not be detected")
     raise InputError(
         f"{path.name}: could not recognise the format ({saw}). Accepted: OpenAI chat JSONL (messages), ShareGPT "
         "(conversations with from/value), Hugging Face datasets (folder or parquet), CSV/TSV (one row per message), "
@@ -426,8 +544,12 @@ def detect_format(path: Path) -> str:
     )
 
 
-def read(path: Path, fmt: str | None = None, **options) -> tuple[str, Iterator[Parsed | Bad]]:
-    fmt = fmt or detect_format(path)
+def read(path: Path, fmt: str | None = None, encoding: str | None = None, **options
+         ) -> tuple[str, Iterator[Parsed | Bad | Note]]:
+    """(format, records): the format detected unless given; `encoding` forces a text encoding (else detected)."""
+    enc = forced(encoding) if encoding else None
+    fmt = fmt or detect_format(path, enc)
+    options["encoding"] = enc
     if fmt == "tsv":
         fmt, options["delimiter"] = "csv", "\t"
     if fmt not in READERS:

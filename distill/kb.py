@@ -12,11 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from assistant.errors import InputError
 from assistant.store import Store, now
+from distill.encoding import Encoding, choose, decode, has_undecodable
 from distill.normalize import strip_html
 
 TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm"}
@@ -28,6 +29,7 @@ class KbImport:
     articles: int
     chunks: int
     unchanged: bool
+    warnings: list[str] = field(default_factory=list)  # e.g. an article that was not UTF-8 and how it was read
 
 
 def _clean(text: str) -> str:
@@ -36,11 +38,20 @@ def _clean(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
+def _read_text(path: Path, legacy: bool) -> tuple[str, Encoding]:
+    """A text file's content in the encoding detected (BOM, UTF-16/32, UTF-8, else a named code page)."""
+    data = path.read_bytes()
+    enc = choose(data, legacy=legacy)
+    if enc.damaged:
+        text = data.decode("utf-8", errors="surrogateescape")
+        bad = next(i for i, ch in enumerate(text) if has_undecodable(ch))
+        raise InputError(f"{path.name}: line {text.count(chr(10), 0, bad) + 1}: bytes that are not valid UTF-8 "
+                         "(the rest of the file is); fix or re-save it as UTF-8")
+    return decode(data, enc, path.name), enc
+
+
 def read_file_article(path: Path) -> dict:
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path.name}: invalid UTF-8 at byte {exc.start}") from None
+    raw, enc = _read_text(path, legacy=True)
     title = None
     if path.suffix.lower() in (".html", ".htm"):
         m = re.search(r"<title[^>]*>(.*?)</title>", raw, re.I | re.S) or re.search(r"<h1[^>]*>(.*?)</h1>", raw, re.I | re.S)
@@ -54,14 +65,21 @@ def read_file_article(path: Path) -> dict:
         else:
             body = raw.strip()
     title = title or path.stem.replace("-", " ").replace("_", " ").capitalize()
-    return {"source": path.name, "external_id": path.stem, "title": title, "body": body, "url": ""}
+    article = {"source": path.name, "external_id": path.stem, "title": title, "body": body, "url": ""}
+    if not enc.is_plain_utf8:
+        article["encoding"] = enc.describe()
+    return article
 
 
 def read_json_articles(path: Path) -> list[dict]:
+    text, _ = _read_text(path, legacy=False)  # JSON is UTF-8 (or UTF-16/32 with its marks), never a code page
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise InputError(f"{path.name}: not a readable JSON export: {exc}") from None
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path.name}: not a readable JSON export: invalid JSON at line {exc.lineno}, "
+                         f"column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise InputError(f"{path.name}: not a readable JSON export: nested too deeply") from None
     records = doc
     if isinstance(doc, dict):
         records = next((doc[k] for k in ("articles", "data", "items") if isinstance(doc.get(k), list)), None)
@@ -102,6 +120,7 @@ def import_kb(store: Store, path: Path | str, embedder=None) -> KbImport:
     from assistant.retrieval import KnowledgeBase
 
     articles = read_articles(Path(path))
+    warnings = [f"{a['source']}: encoding {a.pop('encoding')}" for a in articles if "encoding" in a]
     for a in articles:
         a["content_hash"] = hashlib.sha256(f"{a['title']}\n{a['body']}".encode("utf-8")).hexdigest()
     version_hash = hashlib.sha256("".join(sorted(a["content_hash"] for a in articles)).encode()).hexdigest()
@@ -109,11 +128,11 @@ def import_kb(store: Store, path: Path | str, embedder=None) -> KbImport:
     if latest is not None:
         row = store.db["kb_versions"].get(latest)
         if row["content_hash"] == version_hash:
-            return KbImport(latest, row["n_articles"], row["n_chunks"] or 0, unchanged=True)
+            return KbImport(latest, row["n_articles"], row["n_chunks"] or 0, unchanged=True, warnings=warnings)
     n_chunks = len(KnowledgeBase(articles, embedder).index.items) if embedder is not None else None
     db = store.db
     with store.transaction():
         version = db["kb_versions"].insert({"source": str(path), "n_articles": len(articles), "n_chunks": n_chunks,
                                             "content_hash": version_hash, "created_at": now()}).last_pk
         db["kb_articles"].insert_all({**a, "version": version, "created_at": now()} for a in articles)
-    return KbImport(version, len(articles), n_chunks or 0, unchanged=False)
+    return KbImport(version, len(articles), n_chunks or 0, unchanged=False, warnings=warnings)
