@@ -1,14 +1,19 @@
 """Bad input never corrupts the store: transactions, strict mode, hostile files, fuzzing."""
 
 import json
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
+from typer.testing import CliRunner
 
 from assistant.errors import AssistantError, InputError
+from assistant.settings import Settings
+from assistant.store import Store
 from distill import importer
 from distill.importer import import_file
-from tests.importing import FIXTURES, new_store, stored
+from distill.normalize import clean_text, is_formula
+from tests.importing import FIXTURES, all_text, new_store, snapshot, stored
 
 
 def test_strict_imports_nothing_when_anything_is_bad(tmp_path):
@@ -92,3 +97,113 @@ def test_no_input_crashes_the_importer_with_anything_but_our_error(tmp_path, dat
         assert s.imported + s.duplicates + len(s.rejected) == s.read
     except AssistantError:
         pass
+
+
+def test_detection_reports_the_real_parse_error(tmp_path):
+    store = new_store(tmp_path)
+    # every line broken: detection says what --format openai would say, with the line and column
+    with pytest.raises(InputError) as detected:
+        import_file(store, FIXTURES / "broken.jsonl")
+    assert re.search(r"^broken\.jsonl: line 1: invalid JSON at column 122: Expecting ',' delimiter", str(detected.value))
+    assert "ValueError" not in str(detected.value)
+    with pytest.raises(InputError, match=r"broken\.jsonl: nothing importable, all 2 record\(s\) rejected\. "
+                                         r"line 1: invalid JSON at column 122.*line 2: invalid JSON at column 90"):
+        import_file(store, FIXTURES / "broken.jsonl", fmt="openai")
+    # only the first line broken: the format is found from the next one and line 1 is listed as rejected
+    good = json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]})
+    (tmp_path / "first_bad.jsonl").write_text(FIXTURES.joinpath("broken.jsonl").read_text().splitlines()[0] + "\n" + good + "\n")
+    s = import_file(store, tmp_path / "first_bad.jsonl")
+    assert s.format == "openai" and s.imported == 1 and s.rejected == [("line 1", "invalid JSON at column 122: Expecting ',' delimiter")]
+    # one JSON document: the line and column inside it
+    (tmp_path / "doc.json").write_text('[\n  {"messages": []},\n  {"messages": [}\n]')
+    with pytest.raises(InputError, match=r"doc\.json: invalid JSON at line 3, column 17: Expecting value"):
+        import_file(store, tmp_path / "doc.json")
+
+
+def test_a_file_with_nothing_importable_is_an_error_and_stores_nothing(tmp_path):
+    store = new_store(tmp_path)
+    (tmp_path / "no_agents.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "hello?"}]}) + "\n")
+    with pytest.raises(InputError, match=r"no_agents\.jsonl: nothing importable.*line 1: no assistant message"):
+        import_file(store, tmp_path / "no_agents.jsonl")
+    assert snapshot(store) == {"conversations": [], "imports": []}
+
+
+FORBIDDEN = re.compile(r"<\s*/?\s*(script|svg|iframe|img|a|object|embed)\b|\bon[a-z]+\s*=|javascript\s*:|&lt;|&#", re.I)
+
+
+def test_html_is_sanitised_by_allow_list_everywhere(tmp_path):
+    store = new_store(tmp_path)
+    s = import_file(store, FIXTURES / "html_injection.jsonl")
+    assert s.imported == 1 and s.notes["html_sanitised"] >= 4
+    [row] = stored(store)
+    raw = json.dumps(row["messages"], ensure_ascii=False) + json.dumps(row["metadata"], ensure_ascii=False)
+    assert not FORBIDDEN.search(raw), FORBIDDEN.search(raw)
+    assert "alert" not in raw and "evil.example" not in raw and "steal" not in raw and "fallback text" not in raw
+    assert [m["content"] for m in row["messages"]] == [
+        "Hi, my camera is offline", "Please restart it. Then click here.", "Thanks, x < 5 works",
+        "Glad to help! [details]([link removed])"]
+    assert row["metadata"]["tags"] == ["camera"]
+
+
+def test_html_that_hides_behind_entities_or_lookalike_characters_is_still_sanitised():
+    assert clean_text("&amp;lt;iframe src=x&amp;gt;&amp;lt;/iframe&amp;gt;ok")[0] == "ok"
+    assert clean_text("\uff1cscript\uff1ealert(1)\uff1c/script\uff1eok")[0] == "ok"  # fullwidth < > fold to ASCII
+    assert clean_text("&#60;svg onload=alert(1)&#62;&#60;/svg&#62;ok")[0] == "ok"
+    assert clean_text("JaVaScRiPt:alert(1) and x < y > z, AT&amp;T")[0] == "[link removed] and x < y > z, AT&T"
+    with pytest.raises(InputError, match="nested more than"):
+        clean_text("&amp;" * 1 + "amp;" * 10 + "lt;script>")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(["<", ">", "/", "script", "svg", "iframe", " onload=", " onerror=", "alert(1)", "&lt;",
+                                 "&gt;", "&amp;", "&#60;", "&#x3c;", "\uff1c", "\uff1e", "javascript:", "JAVA", "SCRIPT",
+                                 ":", '"', "'", " ", "a href=", "img src=x", "text", "\n", "<!--", "-->", "="]),
+                max_size=30).map("".join))
+def test_no_markup_survives_sanitising(text):
+    try:
+        out, _ = clean_text(text)
+    except InputError:
+        return  # refused, so never stored
+    # a tag opens with "<" right before a name ("< script>" is text to a browser)
+    assert not re.search(r"</?(script|svg|iframe|img|a)\b|<[a-z][^>]*\bon[a-z]+\s*=|javascript\s*:", out, re.I), out
+
+
+def test_formulas_are_defused_in_every_csv_column_including_metadata(tmp_path):
+    store = new_store(tmp_path)
+    s = import_file(store, FIXTURES / "formulas_metadata.csv")
+    assert s.imported == 1 and s.notes["formula_defused"] == 4
+    [row] = stored(store)
+    meta = row["metadata"]
+    for key, value in meta.items():
+        assert not is_formula(key) and not (isinstance(value, str) and is_formula(value)), (key, value)
+    assert meta["subject"].startswith("HYPERLINK(") and meta["priority"].startswith("2+3+cmd|")
+    assert meta["score"] == "-5"  # a plain number is not a formula
+    for text in ("- step one (optional)", "+1 555 0100", "@dana thanks!", "-5", "x = y"):
+        assert not is_formula(text), text
+    for text in ("=1+1", "\t=cmd|' /C calc'!A0", "-2+3+cmd|' /C calc'!A0", "@SUM(1+1)*cmd|x", "+HYPERLINK(\"x\")",
+                 " =A1", "\r-cmd|x"):
+        assert is_formula(text) and not is_formula(clean_text(text)[0]), text
+
+
+BAD_FILES = [
+    ("broken.jsonl", r"broken\.jsonl: line 1: invalid JSON at column 122"),
+    ("no_agents.jsonl", r"no_agents\.jsonl: nothing importable.*line 1: no assistant message"),
+    ("binary.csv", r"binary\.csv: looks like a binary file"),
+    ("doc.json", r"doc\.json: invalid JSON at line 2, column 16: Expecting value"),
+    ("not_utf8.jsonl", r"not_utf8\.jsonl: line 1: invalid UTF-8 at byte 46"),
+]
+
+
+@pytest.mark.parametrize("name, message", BAD_FILES)
+def test_every_bad_file_exits_non_zero_names_place_and_reason_and_stores_nothing(tmp_path, name, message):
+    files = {"no_agents.jsonl": json.dumps({"messages": [{"role": "user", "content": "hello?"}]}).encode() + b"\n",
+             "binary.csv": b"\x00\x01\x02\xff" * 64, "doc.json": b'[\n  {"messages": ]}',
+             "not_utf8.jsonl": b'{"messages": [{"role": "user", "content": "caf\xe9"}]}\n'}
+    path = FIXTURES / name if name not in files else tmp_path / name
+    if name in files:
+        path.write_bytes(files[name])
+    result = CliRunner().invoke(__import__("assistant.cli", fromlist=["app"]).app, ["import", str(path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert re.search(message, result.output.replace("\n", " ")), result.output
+    db = Store(Settings.from_env().db_path)
+    assert snapshot(db) == {"conversations": [], "imports": []}
