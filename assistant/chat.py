@@ -9,15 +9,23 @@ failed mid-reply and the student answers instead), and a final `done` carrying t
 Modes: "Student" and "Teacher" force a model; "Auto" asks the router. In Auto the student's first
 tokens are held back briefly (DRAFT_TOKENS) so the router can look at the draft: an empty,
 evasive or looping opening goes to the teacher before the customer sees it.
+
+Bounded waits: the teacher has `settings.chat_teacher_deadline` seconds (all its retries included) to
+start answering, and as long again between two pieces of its reply (`bounded_stream`); past it the
+student answers and the customer sees a notice. Past the daily teacher budget (`assistant.spend`) the
+student answers too, with its own notice, and no shadow answer is asked for.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
+from assistant import spend
 from assistant.errors import TeacherUnavailable
 from assistant.models import ChatModel, Completion
 from assistant.router import RouteDecision
@@ -33,6 +41,59 @@ class ChatEvent:
     kind: str  # "delta" | "reset" | "done"
     text: str = ""
     exchange: dict = field(default_factory=dict)
+
+
+UNAVAILABLE_NOTICE = "The teacher model is unavailable right now, so the student model answered."
+SLOW_NOTICE = "The teacher model took too long to answer, so the student model answered."
+
+
+class TeacherTooSlow(TeacherUnavailable):
+    """The teacher did not answer (or stalled mid-reply) within the chat's deadline."""
+
+
+def bounded_stream(model: ChatModel, messages: Sequence[dict], max_tokens: int | None,
+                   deadline_s: float | None) -> Iterator[str | Completion]:
+    """`model.stream(...)`, but waiting at most `deadline_s` for its first text (whatever retries the model
+    makes inside) and at most as long again for each further piece; then `TeacherTooSlow`.
+
+    The model runs in a daemon thread that hands items over a queue; a model that is given up on keeps
+    its thread only until its own client timeout ends the call (its output is dropped)."""
+    if not deadline_s or deadline_s <= 0:
+        yield from model.stream(messages, max_tokens)
+        return
+    items: queue.Queue = queue.Queue()
+    abandoned = threading.Event()
+
+    def pump() -> None:
+        stream = model.stream(messages, max_tokens)
+        try:
+            for item in stream:
+                if abandoned.is_set():
+                    break
+                items.put(("item", item))
+            items.put(("end", None))
+        except BaseException as exc:  # handed to the chat, which decides what the customer sees
+            items.put(("error", exc))
+        finally:
+            stream.close()
+
+    threading.Thread(target=pump, daemon=True, name=f"teacher-{model.name}").start()
+    waiting_since = time.monotonic()
+    try:
+        while True:
+            left = deadline_s - (time.monotonic() - waiting_since)
+            try:
+                kind, value = items.get(timeout=max(0.0, left))
+            except queue.Empty:
+                raise TeacherTooSlow(f"teacher {model.name} gave no answer within {deadline_s:g} s") from None
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+            waiting_since = time.monotonic()
+    finally:
+        abandoned.set()
 
 
 def reply_cost(model: ChatModel, completion: Completion, settings) -> float | None:
@@ -72,6 +133,9 @@ def respond(services, messages: Sequence[dict], mode: str = "Auto", session_id: 
 
     student = services.current_student()
     completion: Completion | None = None
+    if target == "teacher" and spend.budget_reached(services.store, settings):
+        target, notice = "student", spend.NOTICE
+        decision = RouteDecision(decision.score, f"{decision.reason}; {spend.REACHED}, so the student answers")
     model: ChatModel = student if target == "student" else services.teacher
     shown_at: list[float] = []  # when text first reached the customer (empty until it does)
 
@@ -97,7 +161,12 @@ def respond(services, messages: Sequence[dict], mode: str = "Auto", session_id: 
             if len(held) >= DRAFT_TOKENS:
                 break
         draft_decision = services.router.score(messages, draft="".join(held))
-        if draft_decision.to_teacher(settings.router_threshold):
+        escalate = draft_decision.to_teacher(settings.router_threshold)
+        if escalate and spend.budget_reached(services.store, settings):
+            # the draft would go to the teacher, but today's budget is spent: the student's reply stands
+            escalate, notice = False, spend.NOTICE
+            draft_decision = RouteDecision(draft_decision.score, f"{draft_decision.reason}; {spend.REACHED}, so the student answers")
+        if escalate:
             stream.close()
             decision, target, model, completion = draft_decision, "teacher", services.teacher, None
         else:
@@ -108,11 +177,12 @@ def respond(services, messages: Sequence[dict], mode: str = "Auto", session_id: 
 
     if completion is None and target == "teacher":
         try:
-            completion = yield from relay(services.teacher.stream(messages, settings.max_new_tokens))
+            completion = yield from relay(bounded_stream(services.teacher, messages, settings.max_new_tokens,
+                                                         settings.chat_teacher_deadline))
         except TeacherUnavailable as exc:
             log.warning("teacher failed, the student answers: %s", exc)
             error = str(exc)
-            notice = "The teacher model is unavailable right now, so the student model answered."
+            notice = SLOW_NOTICE if isinstance(exc, TeacherTooSlow) else UNAVAILABLE_NOTICE
             if shown_at:
                 yield ChatEvent("reset")
                 shown_at.clear()
@@ -144,7 +214,7 @@ def respond(services, messages: Sequence[dict], mode: str = "Auto", session_id: 
         "experiment_arm": experiment_arm,
     }
     exchange["id"] = services.store.log_exchange(exchange)
-    if target == "student" and settings.shadow_rate:
+    if target == "student" and settings.shadow_rate and not spend.budget_reached(services.store, settings):
         from eval.online import shadow, should_shadow
 
         if should_shadow(exchange["id"], settings.shadow_rate):

@@ -79,11 +79,19 @@ def seed_sample(store: Store, sample_dir: Path = SAMPLE_DIR) -> dict:
     return added
 
 
-def make_teacher(settings: Settings, retriever: Retriever, http_client=None) -> ChatModel:
+def make_teacher(settings: Settings, retriever: Retriever, http_client=None, *, for_chat: bool = False) -> ChatModel:
+    """The configured teacher, or the offline case-based stand-in.
+
+    `for_chat`: the chat gives the teacher settings.chat_teacher_deadline in all (`chat.bounded_stream`); its
+    client's timeout is cut to that too, so a call the chat gave up on ends soon instead of holding a
+    connection and a thread for teacher_timeout x retries."""
     if settings.teacher_configured:
+        timeout = settings.teacher_timeout
+        if for_chat and settings.chat_teacher_deadline > 0:
+            timeout = min(timeout, settings.chat_teacher_deadline)
         return OpenAITeacher(
             base_url=settings.teacher_base_url, api_key=settings.teacher_api_key, model=settings.teacher_model,
-            timeout=settings.teacher_timeout, max_retries=settings.teacher_max_retries, retriever=retriever,
+            timeout=timeout, max_retries=settings.teacher_max_retries, retriever=retriever,
             max_tokens=max(settings.max_new_tokens, 256), http_client=http_client,
         )
     return CaseTeacher(retriever)
@@ -105,7 +113,7 @@ def build_services(settings: Settings, *, student: ChatModel | None = None, teac
         store=store,
         retriever=retriever,
         student=student or serving_student(store, settings, retriever),  # the promoted version, else the base
-        teacher=teacher or make_teacher(settings, retriever),
+        teacher=teacher or make_teacher(settings, retriever, for_chat=True),
         router=RuleRouter(),
         follow_registry=student is None,
     )

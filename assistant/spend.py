@@ -62,10 +62,28 @@ def cap(settings) -> float | None:
     return value if value > 0 else None
 
 
-def budget_reached(store, settings) -> bool:
-    """True when a daily cap is set and today's teacher spend has reached it."""
+_recent: dict[str, tuple[float, str, float]] = {}  # store path -> (read at, day, spent): the chat's short-lived cache
+_recent_lock = threading.Lock()
+
+
+def budget_reached(store, settings, max_age_s: float = 1.0) -> bool:
+    """True when a daily cap is set and today's teacher spend has reached it.
+
+    For the chat: today's spend is read at most once per `max_age_s` per store, so concurrent chats do not
+    each sum the day's records (0 reads afresh)."""
     limit = cap(settings)
-    return limit is not None and spent_today(store) >= limit
+    if limit is None:
+        return False
+    key, day, t = str(getattr(store, "path", id(store))), day_bounds()[0], time.monotonic()
+    with _recent_lock:
+        cached = _recent.get(key)
+    if cached and cached[1] == day and t - cached[0] < max_age_s:
+        spent = cached[2]
+    else:
+        spent = spent_today(store)
+        with _recent_lock:
+            _recent[key] = (t, day, spent)
+    return spent >= limit
 
 
 class DailyBudget:

@@ -137,3 +137,140 @@ def test_a_turn_that_failed_before_logging_is_not_remembered(services, settings)
 def test_converse_needs_a_session(services):
     with pytest.raises(ValueError, match="session"):
         list(converse(services, "", "hi", "Student"))
+
+
+# ---- bounded waits: the chat's teacher deadline --------------------------------------------------
+
+class Hanging(FakeModel):
+    """A teacher that hangs (before its first word, or after `say`) until the test releases it."""
+
+    def __init__(self, say: str = ""):
+        super().__init__("teacher-hanging", "teacher")
+        self.say, self.release = say, __import__("threading").Event()
+
+    def _generate(self, messages, max_tokens):
+        self.calls.append(messages)
+        if self.say:
+            yield self.say
+        self.release.wait(30)
+        yield "too late"
+
+
+@pytest.fixture
+def hanging(services, settings):
+    from dataclasses import replace
+
+    services.settings = replace(settings, chat_teacher_deadline=0.3)
+    teacher = services.teacher = Hanging()
+    yield teacher
+    teacher.release.set()
+
+
+def test_a_hanging_teacher_gives_way_to_the_student_at_the_deadline(services, hanging):
+    from assistant.chat import SLOW_NOTICE
+
+    services.student.enqueue("Student answer.")
+    ex = reply(services, [user("hi")], "Teacher")
+    assert not hanging.release.is_set()  # the reply came while the teacher was still hanging
+    assert ex["routed_to"] == "student" and ex["reply"] == "Student answer." and ex["notice"] == SLOW_NOTICE
+    assert "no answer within 0.3 s" in ex["error"]
+    assert ex["latency_ms"] < (0.3 + 5) * 1000  # the deadline plus the (fake) student's time, with room for a busy CPU
+
+
+def test_a_teacher_that_stalls_mid_reply_is_replaced_and_what_was_shown_reset(services, hanging):
+    hanging.say = "Let me check "
+    services.student.enqueue("Student answer.")
+    events = [(e.kind, e.text) for e in respond(services, [user("hi")], "Teacher")]
+    assert events[0] == ("delta", "Let me check ") and ("reset", "") in events
+    assert "".join(t for k, t in events[events.index(("reset", "")):] if k == "delta") == "Student answer."
+    assert not hanging.release.is_set()
+
+
+def test_the_deadline_includes_the_teachers_own_retries(services, settings):
+    """The real OpenAI client retrying 500s with backoff: the chat still answers at the deadline."""
+    from dataclasses import replace
+
+    import httpx
+
+    from assistant.models import OpenAITeacher
+
+    calls = []
+
+    def always_500(request):
+        calls.append(request)
+        return httpx.Response(500, json={"error": {"message": "down"}}, headers={"retry-after-ms": "200"})
+
+    services.settings = replace(settings, chat_teacher_deadline=0.5)
+    services.teacher = OpenAITeacher(base_url="http://teacher.test/v1", api_key="k", model="m", timeout=30,
+                                     max_retries=20, http_client=httpx.Client(transport=httpx.MockTransport(always_500)))
+    services.student.enqueue("Student answer.")
+    ex = reply(services, [user("hi")], "Teacher")
+    assert ex["routed_to"] == "student" and "no answer within 0.5 s" in ex["error"]
+    assert 1 <= len(calls) < 21  # it was retrying when the chat stopped waiting
+    assert ex["latency_ms"] < (0.5 + 5) * 1000
+
+
+def test_a_chat_teacher_client_times_out_no_later_than_the_deadline(settings, fake_embedder):
+    from dataclasses import replace
+
+    from assistant.services import make_teacher
+
+    retriever = Retriever(KnowledgeBase([], fake_embedder), CaseBase([], fake_embedder))
+    configured = replace(settings, teacher_api_key="k", teacher_timeout=60.0, chat_teacher_deadline=8.0)
+    assert make_teacher(configured, retriever, for_chat=True).client.timeout == 8.0
+    assert make_teacher(configured, retriever).client.timeout == 60.0  # evaluation and shadows keep their own
+
+
+# ---- the daily teacher budget --------------------------------------------------------------------
+
+@pytest.fixture
+def budget_spent(services, settings):
+    from dataclasses import replace
+
+    from assistant import spend
+    from assistant.store import now
+
+    services.settings = replace(settings, teacher_daily_budget=1.0)
+    services.store.db["teacher_calls"].insert({"cache_key": "k", "teacher": "t", "reply": "x", "cost": 1.0,
+                                               "created_at": now()})
+    spend._recent.clear()
+    yield
+    spend._recent.clear()
+
+
+def test_past_the_daily_budget_the_student_answers_with_a_notice(services, budget_spent):
+    from assistant import spend
+
+    services.student.enqueue("Student answer.")
+    ex = reply(services, [user("hi")], "Teacher")
+    assert ex["routed_to"] == "student" and ex["notice"] == spend.NOTICE and services.teacher.calls == []
+    assert spend.REACHED in ex["route_reason"]
+
+
+def test_past_the_daily_budget_auto_keeps_the_student_even_for_a_weak_draft(services, budget_spent):
+    from assistant import spend
+
+    services.student.enqueue("I'm sorry, I cannot help with that.", "Student answer.")
+    escalating = reply(services, [user("where is my order")], "Auto")
+    assert escalating["routed_to"] == "student" and escalating["reply"] == "I'm sorry, I cannot help with that."
+    assert escalating["notice"] == spend.NOTICE
+    sensitive = reply(services, [user("I want to speak to a supervisor about a refund")], "Auto")
+    assert sensitive["routed_to"] == "student" and services.teacher.calls == []
+
+
+def test_the_budget_counts_the_chats_own_teacher_replies(services, settings):
+    from dataclasses import replace
+
+    from assistant import spend
+
+    spend._recent.clear()
+    services.settings = replace(settings, teacher_daily_budget=3.0, prices={"teacher-fake": (1e6, 1e6)})
+    services.teacher.local = False
+    services.teacher.enqueue("one two", "three four", "five six")
+    services.student.enqueue("Student answer.")
+    first = reply(services, [user("a")], "Teacher")  # 1 + 2 words in and out: $3
+    assert first["routed_to"] == "teacher" and first["cost"] == pytest.approx(3.0)
+    spend._recent.clear()
+    second = reply(services, [user("b")], "Teacher")
+    assert second["routed_to"] == "student" and second["notice"] == spend.NOTICE
+    spend._recent.clear()
