@@ -580,7 +580,7 @@ _INSTRUCTION = re.compile(
     r"\b(?:ignore|disregard)\b[^.\n]{0,40}\b(?:instructions?|prompts?|rules|above|previous|prior)\b"
     r"|\b(?:system|developer|admin)\s*(?:prompt|override|message|instructions?|mode)\b"
     r"|^[ \t>*#-]*(?:system|assistant|developer|user|human)\s*:"
-    r"|\byou are now\b|\bnew instructions\b|\bfrom now on\b", re.IGNORECASE | re.MULTILINE)
+    r"|\bnew instructions\b", re.IGNORECASE | re.MULTILINE)  # not "you are now" / "from now on": agents say them
 
 
 def _norm_link(link: str) -> str:
