@@ -5,7 +5,8 @@ import threading
 
 import pytest
 
-from assistant.store import Store, migrations
+from assistant import store as store_module
+from assistant.store import Store, StoreBusy, migrations
 
 
 def test_migrations_create_the_schema_once(tmp_path):
@@ -86,3 +87,48 @@ def test_session_history_follows_turn_order_not_insertion_order(tmp_path):
                         "reply": None})
     assert store.session_history("s") == [{"role": "user", "content": "a"}, {"role": "assistant", "content": ""},
                                           {"role": "user", "content": "b"}, {"role": "assistant", "content": "B"}]
+
+
+def _hold_write_lock(path, release: threading.Event, held: threading.Event):
+    conn = sqlite3.connect(path, check_same_thread=False)
+    conn.execute("BEGIN IMMEDIATE")
+    held.set()
+    release.wait(30)
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def test_an_exchange_waits_past_the_busy_timeout_instead_of_being_dropped(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.05)  # one attempt gives up quickly: retries must carry it
+    path = tmp_path / "a.db"
+    store = Store(path)
+    release, held = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(path, release, held))
+    holder.start()
+    held.wait(10)
+    threading.Timer(0.5, release.set).start()  # another writer holds the lock ten busy timeouts long
+    ex = store.log_exchange({"session_id": "s", "reply": "kept"})
+    store.add_feedback(ex, 1)
+    holder.join()
+    conn = sqlite3.connect(path)
+    assert conn.execute("select reply from exchanges").fetchall() == [("kept",)]
+    assert conn.execute("select count(*) from feedback").fetchone()[0] == 1
+
+
+def test_a_write_that_never_gets_the_lock_raises_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(store_module, "WRITE_RETRY_DEADLINE_S", 0.3)
+    path = tmp_path / "a.db"
+    store = Store(path)
+    store.close()
+    release, held = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(path, release, held))
+    holder.start()
+    held.wait(10)
+    try:
+        with pytest.raises(StoreBusy, match=r"a\.db: the database stayed locked by another writer for \d+ s \(\d+ attempts\)"):
+            store.log_exchange({"session_id": "s", "reply": "x"})
+    finally:
+        release.set()
+        holder.join()
+    assert store.log_exchange({"session_id": "s", "reply": "later"}) == 1  # nothing half-written before
