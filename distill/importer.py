@@ -8,11 +8,13 @@ with the conversation they nearly repeat.
 
 Writes never starve the chat. Prepared rows are staged in a scratch SQLite file beside the store
 (committed every `batch_rows`), without touching the store; only when the whole file has been read are
-they swapped in, with one short write transaction that copies them (the only time an import holds the
-store's write lock). So a bad file, an exception, Ctrl-C or kill -9 before the swap leaves the store
-exactly as it was, and a kill during the swap is rolled back by SQLite. Imports into one store take
-turns (a file lock taken before the content hashes are read), so two imports of the same file cannot
-both insert it: the second waits and reports the duplicates.
+they swapped in, with one short write transaction that copies them: the only time an import holds the
+store's write lock, about 40 µs per new conversation (measured: 20,000 in 0.74 s, 60,000 in 2.3 s), well
+inside the store's 30 s busy timeout, so chat writes wait briefly instead of failing. A bad file, an
+exception, Ctrl-C or kill -9 before the swap leaves the store exactly as it was, and a kill during the
+swap is rolled back by SQLite. Imports into one store take turns (a file lock taken before the content
+hashes are read), so two imports of the same file cannot both insert it: the second waits and reports
+the duplicates.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ except ImportError:  # pragma: no cover - not POSIX: imports still take turns wi
 # Fields of an export that identify the customer: used to find their name in the text, never stored.
 NAME_FIELDS = ("customer_name", "requester_name", "user_name", "name", "customer")
 DROP_FIELDS = {"ip", "ip_address", "metadata", "phone", "address", "email"}
-BATCH_ROWS = 1000  # staged rows written to the scratch file per commit (bounds the import's memory)
+BATCH_ROWS = 1000  # staged rows per commit to the scratch file (never the store): bounds the import's memory
 LOCK_WAIT_S = 900.0  # how long an import waits for another import into the same store to finish
 _LOCAL_LOCKS: dict[str, threading.Lock] = {}
 
@@ -87,6 +89,7 @@ class ImportSummary:
         d["rejected"] = [list(r) for r in self.rejected]
         for k in ("pii", "turns", "intents", "tags", "notes"):
             d[k] = dict(getattr(self, k).most_common())
+        d.pop("lock_held_s")  # measured only after the summary is stored
         return d
 
     def lines(self, max_rejected: int = 20) -> list[str]:
