@@ -1,7 +1,10 @@
 """Readers for the transcript formats support teams export, and format detection.
 
 Every reader streams `Parsed(where, conversation)` or `Bad(where, reason)` items, one per record, so a
-malformed record is reported with its place ("line 12", "ticket 4411") and never stops the others.
+malformed record is reported with its place ("line 12", "ticket 4411") and never stops the others; a
+`Note` says something about the whole file (its text encoding when it is not plain UTF-8, see
+distill.encoding). Detection reports the parse error of the first records when none can be read,
+rather than guessing at a format.
 A conversation here is `{"messages": [{"role", "content", "timestamp"?}], "metadata": {...}}` with
 roles still as the source spelled them; `distill.normalize` maps them.
 

@@ -13,7 +13,7 @@ from assistant.store import Store
 from distill import importer
 from distill.importer import import_file
 from distill.normalize import clean_text, is_formula
-from tests.importing import FIXTURES, all_text, new_store, snapshot, stored
+from tests.importing import FIXTURES, new_store, snapshot, stored
 
 
 def test_strict_imports_nothing_when_anything_is_bad(tmp_path):
