@@ -3,9 +3,9 @@
 Takes a folder of Markdown / text / HTML articles (title from the first heading or <title>/<h1>, else
 the file name) or a help-center JSON export: Zendesk Guide ({"articles": [{"id", "title", "body" (HTML),
 "html_url"}]}) or Intercom articles ({"data": [{"id", "title", "body" (HTML), "url"}]}). Articles are
-cleaned to plain text (allow-list sanitised, see distill.normalize; text files in UTF-8/16/32 or, said in
-the result's warnings, Windows-1252), chunked and embedded (so the first chat does not pay for it), and stored as a
-new KB version; re-importing identical content creates no new version.
+cleaned to plain text (allow-list sanitised, see distill.normalize; text files may be UTF-8/16/32 or,
+said in the result's warnings, Windows-1252), chunked and embedded (so the first chat does not pay for
+it), and stored as a new KB version; re-importing identical content creates no new version.
 """
 
 from __future__ import annotations
