@@ -1,8 +1,8 @@
-"""Builds and launches the Gradio chat app (same as `assistant serve`)."""
+"""Starts the public chat and the signed-in console (same as `assistant serve`)."""
 
 from assistant.services import build_services
 from assistant.settings import get_settings
-from assistant.ui import launch
+from assistant.web import serve
 
 if __name__ == "__main__":
-    launch(build_services(get_settings()))
+    serve(build_services(get_settings()))

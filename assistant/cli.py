@@ -48,9 +48,9 @@ def serve(
     port: int = typer.Option(None, help="Port (default: ASSISTANT_PORT, GRADIO_SERVER_PORT or 7860)."),
     open_browser: bool = typer.Option(False, "--open", help="Open the chat in a browser once it is up."),
 ):
-    """Start the chat UI."""
+    """Start the public chat and the signed-in console."""
     from assistant.services import build_services
-    from assistant.ui import launch
+    from assistant.web import serve as serve_web
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = _settings(host=host, port=port)
@@ -59,7 +59,7 @@ def serve(
     services = build_services(settings)
     typer.echo(f"student: {services.student.description}")
     typer.echo(f"teacher: {services.teacher.description}")
-    launch(services, open_browser=open_browser)
+    serve_web(services, open_browser=open_browser)
 
 
 @app.command()
@@ -105,6 +105,7 @@ def import_cmd(
     scrub: bool = typer.Option(True, "--scrub/--no-scrub", help="Replace PII with typed placeholders before storing (on by default)."),
     csv_columns: str = typer.Option(None, help="CSV column names, e.g. conversation=ticket_id,role=sender,text=body,timestamp=sent."),
     near_duplicate_threshold: float = typer.Option(0.8, help="MinHash similarity at which a conversation is flagged as a near-duplicate."),
+    encoding: str = typer.Option(None, help="Text encoding of the file, e.g. cp1252 (default: detected; the summary says which was used)."),
 ):
     """Import logged support conversations (PII scrubbed, duplicates skipped, bad records listed)."""
     from tqdm import tqdm
@@ -115,7 +116,7 @@ def import_cmd(
     store = open_store(_settings())
     with tqdm(desc="records", unit=" rec", disable=None) as bar:
         summary = import_file(store, path, format, scrub=scrub, strict=strict, csv_columns=_parse_columns(csv_columns),
-                              near_duplicate_threshold=near_duplicate_threshold,
+                              near_duplicate_threshold=near_duplicate_threshold, encoding=encoding,
                               progress=lambda n: bar.update(n - bar.n))
     typer.echo("\n".join(summary.lines()))
 
@@ -134,6 +135,8 @@ def kb_import(path: str = typer.Argument(..., help="Folder of .md/.txt/.html art
 
     settings = _settings()
     result = import_kb(open_store(settings), path, Embedder(settings.cache_dir))
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     if result.unchanged:
         typer.echo(f"unchanged: the latest KB version {result.version} already has exactly these {result.articles} articles")
     else:
@@ -177,6 +180,7 @@ def label_cmd(
     max_tokens: int = typer.Option(300, help="Longest teacher reply."),
     batch: bool = typer.Option(False, help="Use the OpenAI Batch API (half price, up to 24 h; run again to resume)."),
     seed: int = typer.Option(13, help="Seed of the train/validation/test split."),
+    allow_failed: bool = typer.Option(False, "--allow-failed", help="Build the dataset even if the job left turns unlabelled (done with N failed turns, or stopped at a budget)."),
 ):
     """Label conversations with the teacher (or the agents' replies) and build a versioned dataset."""
     from assistant.store import open_store
@@ -196,8 +200,8 @@ def label_cmd(
     typer.echo("  " + result.progress.line())
     typer.echo(f"  accepted {result.progress.accepted}, rejected {result.progress.rejected} "
                f"(review with: assistant labels rejected --job {result.job_id})")
-    if result.status.startswith("done"):
-        ds = build_dataset(store, settings, result.job_id, seed=seed)
+    if result.status.startswith("done") or (allow_failed and result.status.startswith("stopped")):
+        ds = build_dataset(store, settings, result.job_id, seed=seed, allow_failed=allow_failed)
         counts = ", ".join(f"{s} {c['rows']}" for s, c in ds.manifest["counts"].items())
         typer.echo(f"dataset {ds.version} ({'new' if ds.created else 'unchanged'}): {counts} -> {ds.path}")
 
@@ -424,3 +428,49 @@ def show_settings():
 
 if __name__ == "__main__":
     app()
+
+
+users_app = typer.Typer(help="Console users (sign-in for Import, Label, Retrain, Report, Models).", invoke_without_command=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.callback()
+@friendly
+def users_list(ctx: typer.Context):
+    """List console users (names only; passwords are stored as scrypt hashes)."""
+    if ctx.invoked_subcommand:
+        return
+    from assistant.users import read_users_file, users_path
+
+    path = users_path(_settings())
+    names = sorted(read_users_file(path))
+    typer.echo("\n".join(names) if names else f"no console users in {path}: the console is served on loopback only")
+
+
+@users_app.command("add")
+@friendly
+def users_add(
+    name: str = typer.Argument(..., help="User name."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input (for scripts)."),
+):
+    """Add a console user, or change their password (asked twice, not echoed)."""
+    from assistant.users import add_user, users_path
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    path = users_path(_settings())
+    new = add_user(path, name, password)
+    typer.echo(f"{'added' if new else 'changed the password of'} {name} in {path}; restart `assistant serve` to apply")
+
+
+@users_app.command("remove")
+@friendly
+def users_remove(name: str = typer.Argument(..., help="User name.")):
+    """Remove a console user."""
+    from assistant.users import remove_user, users_path
+
+    path = users_path(_settings())
+    remove_user(path, name)
+    typer.echo(f"removed {name} from {path}; restart `assistant serve` to apply")

@@ -262,6 +262,14 @@ def m010_evaluation(db: sqlite_utils.Database) -> None:
     )
 
 
+
+@migrations()
+def m011_spend_by_day(db: sqlite_utils.Database) -> None:
+    # the daily teacher budget (assistant/spend.py) sums today's costs on every teacher call
+    db["teacher_calls"].create_index(["created_at"], if_not_exists=True)
+    db["shadow_answers"].create_index(["created_at"], if_not_exists=True)
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 

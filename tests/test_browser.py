@@ -13,7 +13,7 @@ import pytest
 
 from assistant.retrieval import Embedder
 from assistant.services import build_services
-from assistant.ui import CSS, build_app
+from assistant.web import serve
 from tests.conftest import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -26,13 +26,12 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 def test_chat_in_a_real_browser(settings, request):
     from playwright.sync_api import sync_playwright
 
-    settings = replace(settings, port=free_port())
+    settings = replace(settings, port=free_port(), show_internals=True)  # the Student / Teacher / Auto switch
     # The sample company's embeddings are kept in pytest's cache between runs, as a real install keeps them
     # in its state directory: embedding them takes about a minute on 2 busy cores, loading them seconds.
     embedder = Embedder(request.config.cache.mkdir("minilm-embeddings"))
     services = build_services(settings, embedder=embedder)
-    demo = build_app(services)
-    demo.launch(server_name="127.0.0.1", server_port=settings.port, prevent_thread_lock=True, quiet=True, css=CSS)
+    running = serve(services, block=False)
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=[
@@ -57,7 +56,7 @@ def test_chat_in_a_real_browser(settings, request):
             panel = page.locator("#last-reply").inner_text()
             browser.close()
     finally:
-        demo.close()
+        running.close()
     assert "months" in bot_text  # the sample company's answer: a charge lasts 3 to 6 months
     assert "Teacher" in panel and "case-based" in panel
     conn = sqlite3.connect(settings.db_path)

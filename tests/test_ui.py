@@ -1,4 +1,6 @@
-"""The chat UI launched on 127.0.0.1 and driven with gradio_client, as a remote user would."""
+"""The chat and the console served on 127.0.0.1 and driven with gradio_client, as a remote user would.
+The chat shows its internals here (the Student / Teacher / Auto switch); tests/test_web.py covers the
+public defaults, sign-in and what each surface's API holds."""
 
 import json
 import sqlite3
@@ -13,21 +15,28 @@ from assistant.retrieval import CaseBase, KnowledgeBase, Retriever
 from assistant.router import RuleRouter
 from assistant.services import Services
 from assistant.store import open_store
-from assistant.ui import build_app, content_text, panel_markdown
+from assistant.ui import content_text, panel_markdown, shown
+from assistant.web import serve
 from tests.conftest import free_port
 
 
 @pytest.fixture
 def running(settings, fake_embedder):
-    settings = replace(settings, port=free_port())
+    settings = replace(settings, port=free_port(), show_internals=True)
     retriever = Retriever(KnowledgeBase([], fake_embedder), CaseBase([], fake_embedder))
     services = Services(settings=settings, store=open_store(settings), retriever=retriever,
                         student=FakeModel("student-fake", "student", delay_s=0.01),
                         teacher=FakeModel("teacher-fake", "teacher"), router=RuleRouter())
-    demo = build_app(services)
-    demo.launch(server_name="127.0.0.1", server_port=settings.port, prevent_thread_lock=True, quiet=True)
+    running = serve(services, block=False)
     yield services, Client(f"http://127.0.0.1:{settings.port}/", verbose=False)
-    demo.close()
+    running.close()
+
+
+@pytest.fixture
+def console(running):
+    """The console on loopback (no users configured), as the support team reaches it."""
+    services, client = running
+    return services, Client(client.src.rstrip("/") + "/console/", verbose=False)
 
 
 def test_message_gets_a_streamed_reply_and_a_logged_exchange(running):
@@ -62,12 +71,12 @@ def test_side_panel_never_shows_raw_errors():
     assert "unavailable" in md and "Traceback" not in md
 
 
-def test_import_tab_imports_a_file_and_reports(running):
+def test_import_tab_imports_a_file_and_reports(console):
     from gradio_client import handle_file
 
     from tests.importing import FIXTURES
 
-    services, client = running
+    services, client = console
     summary = client.predict(handle_file(str(FIXTURES / "sharegpt.json")), "auto-detect", False, True,
                              api_name="/import_transcripts")
     assert "imported 2" in summary and "rejected 2" in summary
@@ -77,19 +86,19 @@ def test_import_tab_imports_a_file_and_reports(running):
     assert "Nothing imported" in bad and services.store.count("conversations") == 2
 
 
-def test_label_tab_runs_a_job_and_builds_a_dataset(running):
-    services, client = running
+def test_label_tab_runs_a_job_and_builds_a_dataset(console):
+    services, client = console
     from tests.importing import FIXTURES
 
     from distill.importer import import_file
 
     import_file(services.store, FIXTURES / "sharegpt.json")
-    status, rejected = client.predict("logged", 2, None, False, False, None, None, api_name="/label")
+    status, rejected = client.predict("logged", 2, None, False, False, None, None, False, api_name="/label")
     assert "Label job 1: done" in status and "Dataset **ds-" in status
     assert services.store.count("datasets") == 1
 
 
-def test_retrain_tab_runs_a_background_job_that_survives_a_reload(running, monkeypatch):
+def test_retrain_tab_runs_a_background_job_that_survives_a_reload(console, monkeypatch):
     import time
 
     from gradio_client import handle_file
@@ -97,7 +106,7 @@ def test_retrain_tab_runs_a_background_job_that_survives_a_reload(running, monke
     import distill.pipeline
     from tests.importing import FIXTURES
 
-    services, client = running
+    services, client = console
 
     class Outcome:
         version, promoted, evaluation = "student-001-abc", True, {}
@@ -117,10 +126,10 @@ def test_retrain_tab_runs_a_background_job_that_survives_a_reload(running, monke
     assert "student-001-abc" in status and "promoted" in status and "imported sharegpt.json; retrieval-augmented: True" in log
 
 
-def test_job_status_describes_a_finished_evaluation(running):
+def test_job_status_describes_a_finished_evaluation(console):
     import json
 
-    services, client = running
+    services, client = console
     services.store._write(lambda db: db["jobs"].insert({
         "kind": "evaluation", "status": "done", "progress": "{}", "log": "", "error": "",
         "result": json.dumps({"run": 1, "report": "latest.html"})}))
@@ -183,7 +192,7 @@ def test_api_callers_cannot_pick_the_session(running):
     [(victim, _, _)] = logged(services.settings)
     base = client.src.rstrip("/") + "/gradio_api/call/send"
     # a raw call that puts the victim's session id where the gr.State input sits
-    event = httpx.post(base, json={"data": ["what was my order number?", [], "Student", victim, {}]}).json()["event_id"]
+    event = httpx.post(base, json={"data": ["what was my order number?", [], victim, {}, "Student"]}, timeout=60).json()["event_id"]
     assert "event: complete" in httpx.get(f"{base}/{event}", timeout=30).text
     assert services.student.calls[-1] == [user("what was my order number?")]
     assert logged(services.settings)[-1][0] != victim
