@@ -51,10 +51,16 @@ class TeacherTooSlow(TeacherUnavailable):
     """The teacher did not answer (or stalled mid-reply) within the chat's deadline."""
 
 
+# The whole teacher reply may take this many chat deadlines (8 s x 4 = 32 s by default).
+TOTAL_DEADLINES = 4
+
+
 def bounded_stream(model: ChatModel, messages: Sequence[dict], max_tokens: int | None,
                    deadline_s: float | None) -> Iterator[str | Completion]:
     """`model.stream(...)`, but waiting at most `deadline_s` for its first text (whatever retries the model
-    makes inside) and at most as long again for each further piece; then `TeacherTooSlow`.
+    makes inside), at most as long again for each further piece, and TOTAL_DEADLINES x `deadline_s` for the
+    whole reply (a teacher dripping one piece every few seconds would otherwise hold the chat for minutes);
+    then `TeacherTooSlow`.
 
     The model runs in a daemon thread that hands items over a queue; a model that is given up on keeps
     its thread only until its own client timeout ends the call (its output is dropped)."""
@@ -78,19 +84,29 @@ def bounded_stream(model: ChatModel, messages: Sequence[dict], max_tokens: int |
             stream.close()
 
     threading.Thread(target=pump, daemon=True, name=f"teacher-{model.name}").start()
-    waiting_since = time.monotonic()
+    started = waiting_since = time.monotonic()
+    pieces = 0
     try:
         while True:
-            left = deadline_s - (time.monotonic() - waiting_since)
+            now = time.monotonic()
+            gap_left = deadline_s - (now - waiting_since)
+            total_left = TOTAL_DEADLINES * deadline_s - (now - started)
             try:
-                kind, value = items.get(timeout=max(0.0, left))
+                kind, value = items.get(timeout=max(0.0, min(gap_left, total_left)))
             except queue.Empty:
-                raise TeacherTooSlow(f"teacher {model.name} gave no answer within {deadline_s:g} s") from None
+                if not pieces:
+                    reason = f"gave no answer within {deadline_s:g} s"
+                elif total_left <= gap_left:  # the whole reply's time ran out first
+                    reason = f"had not finished after {TOTAL_DEADLINES * deadline_s:g} s"
+                else:
+                    reason = f"stopped sending for {deadline_s:g} s"
+                raise TeacherTooSlow(f"teacher {model.name} {reason}") from None
             if kind == "end":
                 return
             if kind == "error":
                 raise value
             yield value
+            pieces += 1
             waiting_since = time.monotonic()
     finally:
         abandoned.set()

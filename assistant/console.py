@@ -18,6 +18,10 @@ from assistant.errors import AssistantError, Cancelled
 
 log = logging.getLogger(__name__)
 
+# Signed-in users call the console's functions, but none is described in its API page: Gradio 6 renders
+# the API description into the page it serves anonymous visitors too (its sign-in page).
+UNDOCUMENTED = "undocumented"
+
 
 def discard_upload(path) -> None:
     """Delete an uploaded file (Gradio's temporary copy or ours); a file already gone is fine."""
@@ -323,17 +327,17 @@ def build_console_app(services) -> gr.Blocks:
                 models_refresh = gr.Button("Refresh")
                 rollback_btn = gr.Button("Roll back to the previous version", variant="stop")
             models_msg = gr.Markdown()
-        eval_btn.click(start_eval, [eval_limit], [eval_msg], api_name="evaluate")
+        eval_btn.click(start_eval, [eval_limit], [eval_msg], api_name="evaluate", api_visibility=UNDOCUMENTED)
         refresh_btn.click(report_frame, None, [report_html], api_name=False)
-        retrain_btn.click(start_retrain, [retrain_file, retrain_epochs, retrain_rag], [retrain_msg], api_name="retrain")
-        cancel_btn.click(cancel_retrain, None, [retrain_msg], api_name="cancel_retrain")
+        retrain_btn.click(start_retrain, [retrain_file, retrain_epochs, retrain_rag], [retrain_msg], api_name="retrain", api_visibility=UNDOCUMENTED)
+        cancel_btn.click(cancel_retrain, None, [retrain_msg], api_name="cancel_retrain", api_visibility=UNDOCUMENTED)
         timer.tick(job_views, None, [job_status, job_log, eval_status], api_name=False)
-        console.load(job_view, None, [job_status, job_log], api_name="job_status")
+        console.load(job_view, None, [job_status, job_log], api_name="job_status", api_visibility=UNDOCUMENTED)
         label_btn.click(run_labelling, [source, concurrency, limit, final_only, resolved_only, min_csat, budget, allow_failed],
-                        [label_status, rejected_table], api_name="label")
-        import_btn.click(import_transcripts, [upload, fmt, strict, scrub], [import_summary], api_name="import_transcripts")
-        kb_btn.click(import_knowledge, [kb_upload], [kb_summary], api_name="import_kb")
-        models_refresh.click(lambda: models_table(store), None, [models], api_name="models")
-        rollback_btn.click(rollback, None, [models_msg, models], api_name="rollback")
+                        [label_status, rejected_table], api_name="label", api_visibility=UNDOCUMENTED)
+        import_btn.click(import_transcripts, [upload, fmt, strict, scrub], [import_summary], api_name="import_transcripts", api_visibility=UNDOCUMENTED)
+        kb_btn.click(import_knowledge, [kb_upload], [kb_summary], api_name="import_kb", api_visibility=UNDOCUMENTED)
+        models_refresh.click(lambda: models_table(store), None, [models], api_name="models", api_visibility=UNDOCUMENTED)
+        rollback_btn.click(rollback, None, [models_msg, models], api_name="rollback", api_visibility=UNDOCUMENTED)
     console.queue(default_concurrency_limit=2)
     return console

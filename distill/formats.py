@@ -310,6 +310,8 @@ def read_csv(path: Path, columns: CsvColumns | None = None, delimiter: str | Non
         fieldnames = reader.fieldnames or []
     except csv.Error as exc:
         raise InputError(f"{path.name}: line 1: {exc}") from None
+    if not any(h and h.strip() for h in fieldnames):
+        raise InputError(f"{path.name}: the file is empty (no header row, no records); nothing imported")
     header = {h.lower().strip(): h for h in fieldnames if h}
 
     def pick(options: list[str]) -> str | None:
@@ -511,6 +513,8 @@ def detect_format(path: Path, encoding: Encoding | None = None) -> str:
     text = _decoded_head(path, enc, 8192) if enc is not None else head.decode("utf-8", errors="replace")
     if "\x00" in text:
         raise InputError(f"{path.name}: looks like a binary file, not a transcript export; accepted formats: {', '.join(FORMATS)}")
+    if len(head) < 8192 and not text.replace("\ufeff", "").strip():
+        raise InputError(f"{path.name}: the file is empty (no records); nothing imported")
     if suffix in (".csv", ".tsv"):
         return "csv"
     saw = f"starts with {text[:60]!r}"

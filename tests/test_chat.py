@@ -186,6 +186,28 @@ def test_a_teacher_that_stalls_mid_reply_is_replaced_and_what_was_shown_reset(se
     assert not hanging.release.is_set()
 
 
+def test_a_teacher_dripping_pieces_is_cut_off_at_the_total_deadline(services, settings):
+    """Each piece within the deadline, but the reply as a whole may take only TOTAL_DEADLINES of them."""
+    import time
+    from dataclasses import replace
+
+    from assistant.chat import TOTAL_DEADLINES
+
+    class Dripping(FakeModel):
+        def _generate(self, messages, max_tokens):
+            for _ in range(100):
+                time.sleep(0.1)
+                yield "word "
+
+    services.settings = replace(settings, chat_teacher_deadline=0.3)
+    services.teacher = Dripping("teacher-dripping", "teacher")
+    services.student.enqueue("Student answer.")
+    started = time.monotonic()
+    ex = reply(services, [user("hi")], "Teacher")
+    assert ex["routed_to"] == "student" and f"had not finished after {TOTAL_DEADLINES * 0.3:g} s" in ex["error"]
+    assert time.monotonic() - started < 5  # not the 10 s the teacher would have taken
+
+
 def test_the_deadline_includes_the_teachers_own_retries(services, settings):
     """The real OpenAI client retrying 500s with backoff: the chat still answers at the deadline."""
     from dataclasses import replace

@@ -207,3 +207,14 @@ def test_every_bad_file_exits_non_zero_names_place_and_reason_and_stores_nothing
     assert re.search(message, result.output.replace("\n", " ")), result.output
     db = Store(Settings.from_env().db_path)
     assert snapshot(db) == {"conversations": [], "imports": []}
+
+
+@pytest.mark.parametrize("name,content", [("empty.jsonl", b""), ("bom.jsonl", b"\xef\xbb\xbf\n"),
+                                          ("empty.csv", b""), ("blank.csv", b"\n\n  \n")])
+def test_an_empty_file_is_called_empty(tmp_path, name, content):
+    store = new_store(tmp_path)
+    (tmp_path / name).write_bytes(content)
+    for fmt in (None, "csv" if name.endswith(".csv") else "openai"):
+        with pytest.raises(InputError, match=f"{name}: (the file is empty|no records found)"):
+            import_file(store, tmp_path / name, fmt)
+    assert store.count("conversations") == 0
