@@ -298,7 +298,7 @@ def build_console_app(services) -> gr.Blocks:
                         "the validation split → promote only if it beats the serving student. Runs in the background; "
                         "reloading the page keeps the job. An epoch over the sample's 446 training conversations is "
                         "about 139k tokens retrieval-augmented (the default) and 68k plain: on a 2-core CPU, at about "
-                        "100 tokens/s, roughly 25 and 12 minutes.")
+                        "45 tokens/s, roughly 50 and 25 minutes.")
             with gr.Row():
                 retrain_file = gr.File(label="Transcript export", file_count="single", scale=2)
                 with gr.Column(scale=1):
