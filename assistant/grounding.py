@@ -38,12 +38,15 @@ STUDENT_POLICY = (
 )
 # A 135M student reads little: at most one passage and two past replies per turn, each cut short.
 STUDENT_KB, STUDENT_CASES = 1, 2
-PASSAGE_CHARS, CASE_CHARS = 300, 240
+PASSAGE_CHARS, CASE_CHARS = 400, 400
 # The grounding budget, in characters: the opening question may always take FIRST_CHARS (a past reply and a
-# short passage); after that, all the grounding of a conversation stays under SHARE of the conversation's
-# own text so far. A long conversation then costs at most about 1.3x its plain length to train and to read,
-# and the turns that bring up something new get the room (what was shown once is not shown again).
-FIRST_CHARS, SHARE = 400, 0.3
+# passage); after that, all the grounding of a conversation stays under SHARE of the conversation's own text
+# so far, and the turns that bring up something new get the room (what was shown once is not shown again).
+# Chosen by what the prompt makes available, on the sample's test turns (share whose grounding holds all the
+# turn's gold facts; the old layout with the grounding in the system message: 78.4%, its student 65.9%):
+# 400 / 0.3 with 240/300-character clips gave 51.1% (its student, trained while ">" was still escaped: 46.6%),
+# 900 / 0.2 with 400-character clips 76.1%; and on 20+ message conversations 1.48x the plain training tokens.
+FIRST_CHARS, SHARE = 900, 0.2
 MIN_ITEM_CHARS = 80  # below this a clipped passage or reply says nothing useful: leave it out
 # Chat-template tokens around each message (ChatML: <|im_start|>role\n ... <|im_end|>\n).
 MESSAGE_OVERHEAD_TOKENS = 6
@@ -53,8 +56,11 @@ REPLY_RESERVE = 256
 _TAG = re.compile(r"<\s*/?\s*reference\s*>", re.IGNORECASE)
 
 
-# Angle brackets, and the look-alikes a model may read as one (fullwidth, small form), become single guillemets.
-_BRACKETS = str.maketrans({"<": "‹", ">": "›", "\uff1c": "‹", "\uff1e": "›", "\ufe64": "‹", "\ufe65": "›"})
+# An opening angle bracket, and the look-alikes a model may read as one (fullwidth, small form), becomes a
+# single guillemet: no tag can open or close without it. ">" stays, because support text is full of it
+# ("Settings > Devices"): 7% of the sample's gold facts are such paths, and a student that learnt to copy
+# "Settings › Devices" from its grounding stated none of them.
+_BRACKETS = str.maketrans({"<": "‹", "\uff1c": "‹", "\ufe64": "‹"})
 _LINE_BREAK = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")  # every break str.splitlines knows
 
 
@@ -64,7 +70,7 @@ def escape_data(text: str) -> str:
     student's grounding).
 
     Whatever the case or spacing (`</TRANSCRIPT>`, `< /similar_cases >`):
-    - no angle bracket survives, so the text can neither close the block it sits in nor open a tag of its own;
+    - no opening angle bracket survives, so the text can neither close the block it sits in nor open a tag;
     - every line after the first is indented, so no line of it can pass for a line of the prompt around it
       (a forged `Agent:` turn in a transcript, a `SYSTEM:` line at the start of a line).
     Words, instructions and links are kept as they are: they are data, and every prompt says so.

@@ -84,7 +84,7 @@ def test_retrieved_and_customer_text_cannot_open_or_close_the_reference_block(fa
     assert "SYSTEM OVERRIDE" in turn and "Refunds within 30 days" in turn  # the data is there...
     assert turn.lower().count("<reference>") == 1 and turn.lower().count("</reference>") == 1  # ...inside one block
     assert turn.rstrip().endswith("</reference>")
-    assert escape_data("<b>x</b>") == "‹b›x‹/b›"
+    assert escape_data("<b>x</b>") == "‹b>x‹/b>"
 
 
 def test_window_drops_old_turns_in_large_steps_at_a_customer_message():

@@ -106,8 +106,8 @@ def test_transcript_is_data_never_instructions(retriever):
     assert msgs[0]["content"] == LABEL_V2.system  # the instructions never change
     assert "ignore your instructions" not in msgs[0]["content"].lower()
     user = msgs[1]["content"]
-    assert user.count("</transcript>") == 1 and "‹/transcript›" in user  # the data cannot close its own block
-    assert escape_data("<case>") == "‹case›"
+    assert user.count("</transcript>") == 1 and "‹/transcript>" in user  # the data cannot close its own block
+    assert escape_data("<case>") == "‹case>"
 
 
 def test_injection_does_not_change_the_teachers_behaviour(store, settings, retriever):
