@@ -297,15 +297,15 @@ def build_console_app(services) -> gr.Blocks:
             gr.Markdown("### Retrain the student from a transcript export\nImport → label → train (LoRA) → evaluate on "
                         "the validation split → promote only if it beats the serving student. Runs in the background; "
                         "reloading the page keeps the job. An epoch over the sample's 446 training conversations is "
-                        "about 139k tokens retrieval-augmented (the default) and 68k plain: on a 2-core CPU, at about "
-                        "45 tokens/s, roughly 50 and 25 minutes.")
+                        "about 191k tokens retrieval-augmented (the default) and 68k plain: on a 2-core CPU, at about "
+                        "45 tokens/s, roughly 70 and 25 minutes.")
             with gr.Row():
                 retrain_file = gr.File(label="Transcript export", file_count="single", scale=2)
                 with gr.Column(scale=1):
                     retrain_epochs = gr.Slider(1, 5, value=3, step=1, label="Epochs")
                     retrain_rag = gr.Checkbox(value=train_defaults.retrieval_augmented, label="Retrieval-augmented",
                                               info="Train and serve with the KB passage and similar cases in the prompt: "
-                                                   "far more accurate on the sample, about twice as long to train.")
+                                                   "far more accurate on the sample, about three times as long to train.")
                     retrain_btn = gr.Button("Start retraining", variant="primary")
                     cancel_btn = gr.Button("Cancel", variant="stop")
             retrain_msg = gr.Markdown()
