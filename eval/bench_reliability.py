@@ -43,7 +43,6 @@ console data served anonymously). A pass/fail line per target follows the table.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -59,7 +58,9 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
+from eval.fake_teacher import LoopbackServer
+from tests.conftest import FakeEmbedder  # the bag-of-words hashing embedder: retrieval without a model load
+
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"
@@ -88,23 +89,6 @@ def say(*parts) -> None:
 
 
 # ---- shared pieces -----------------------------------------------------------------------------
-
-class HashEmbedder:
-    """Bag-of-words hashing vectors: the retrieval the probes need without loading a model."""
-
-    dim = 384
-
-    def embed(self, texts):
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for i, text in enumerate(texts):
-            for word in re.findall(r"[a-z0-9]+", text.lower()):
-                h = int(hashlib.md5(word.encode()).hexdigest(), 16)
-                out[i, h % self.dim] += 1.0 if (h >> 20) % 2 else -1.0
-            norm = np.linalg.norm(out[i])
-            if norm:
-                out[i] /= norm
-        return out
-
 
 class TeacherRouter:
     """Sends every message to the teacher, so each fault probe reaches it (the public chat has no switch)."""
@@ -139,7 +123,7 @@ def fake_services(settings, *, teacher=None, router=None, student=None):
     from assistant.services import Services
     from assistant.store import open_store
 
-    embedder = HashEmbedder()
+    embedder = FakeEmbedder()
     retriever = Retriever(KnowledgeBase([], embedder), CaseBase([], embedder))
     return Services(settings=settings, store=open_store(settings), retriever=retriever,
                     student=student or FakeModel("student-fake", "student"),
@@ -375,7 +359,7 @@ def probe_load(clients: int = 16, seconds: float = 120.0, conversations: int = 6
 TEACHER_TEXT = "Thanks for your patience. Orders ship within 1 business day."
 
 
-class FaultyTeacher:
+class FaultyTeacher(LoopbackServer):
     """An OpenAI-compatible chat-completions server (loopback) with the faults eval.fake_teacher lacks:
     500, garbage bodies, a broken event stream, an empty answer, a stream that stalls or drips; "ok" streams
     a proper reply."""
@@ -448,21 +432,7 @@ class FaultyTeacher:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up: what the chat is supposed to do
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler)
 
 
 class Refusing:

@@ -15,7 +15,28 @@ from collections import Counter
 from typing import Callable
 
 
-class FakeTeacher:
+class LoopbackServer:
+    """An HTTP server on a free loopback port, serving in a thread while used as a context manager."""
+
+    def _serve(self, handler) -> None:
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FakeTeacher(LoopbackServer):
     def __init__(self, delay_s: float = 0.0, fail_first: int = 0, retry_after: float = 0.0,
                  reply: Callable[[list[dict]], str] | None = None, usage: bool = True):
         self.delay_s, self.fail_first, self.retry_after = delay_s, fail_first, retry_after
@@ -113,18 +134,4 @@ class FakeTeacher:
                     **({"usage": usage} if fake.usage else {}),
                 })
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def __enter__(self) -> "FakeTeacher":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler)
