@@ -426,9 +426,6 @@ def show_settings():
         typer.echo(f"{name:20} {value}\n{'':20} {env}: {help_text}")
 
 
-if __name__ == "__main__":
-    app()
-
 
 users_app = typer.Typer(help="Console users (sign-in for Import, Label, Retrain, Report, Models).", invoke_without_command=True)
 app.add_typer(users_app, name="users")
@@ -474,3 +471,7 @@ def users_remove(name: str = typer.Argument(..., help="User name.")):
     path = users_path(_settings())
     remove_user(path, name)
     typer.echo(f"removed {name} from {path}; restart `assistant serve` to apply")
+
+
+if __name__ == "__main__":
+    app()
