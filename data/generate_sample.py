@@ -600,14 +600,8 @@ def agent(rng: random.Random, text: str, facts: list[str], cust: dict, first_rep
     return prefix + text, facts
 
 
-def conversation(rng: random.Random, idx: int) -> dict:
-    cust = customer(rng)
-    roll = rng.random()
-    messages: list[dict] = []
-    gold: list[list[str]] = []
-    weak = rng.random() < 0.15
-    angry = rng.random() < 0.12
-    tags: list[str] = []
+def speakers(rng: random.Random, messages: list[dict], gold: list[list[str]], cust: dict, weak: bool):
+    """say_user(text) and say_agent(text, facts): append a turn to `messages` (an agent's also its gold facts)."""
 
     def say_user(text: str) -> None:
         messages.append({"role": "user", "content": text})
@@ -617,6 +611,20 @@ def conversation(rng: random.Random, idx: int) -> dict:
         text, facts = agent(rng, text, facts, cust, first, weak)
         messages.append({"role": "assistant", "content": text})
         gold.append(list(facts))
+
+    return say_user, say_agent
+
+
+def conversation(rng: random.Random, idx: int) -> dict:
+    cust = customer(rng)
+    roll = rng.random()
+    messages: list[dict] = []
+    gold: list[list[str]] = []
+    weak = rng.random() < 0.15
+    angry = rng.random() < 0.12
+    tags: list[str] = []
+
+    say_user, say_agent = speakers(rng, messages, gold, cust, weak)
 
     if roll < 0.10:
         # Hard cases with their own shape.
@@ -762,14 +770,7 @@ def _long_attempt(rng: random.Random, idx: int) -> dict:
     angry = rng.random() < 0.1
     tags = ["long", "multi_issue"] + (["angry"] if angry else [])
 
-    def say_user(text: str) -> None:
-        messages.append({"role": "user", "content": text})
-
-    def say_agent(text: str, facts: list[str]) -> None:
-        first = not any(m["role"] == "assistant" for m in messages)
-        text, facts = agent(rng, text, facts, cust, first, weak)
-        messages.append({"role": "assistant", "content": text})
-        gold.append(list(facts))
+    say_user, say_agent = speakers(rng, messages, gold, cust, weak)
 
     def messy(text: str, ids: str = "") -> str:
         # typos only where they cannot damage the identifiers the customer gives once
