@@ -16,7 +16,6 @@ server and never reads it from a request, so an API caller cannot pick another v
 
 from __future__ import annotations
 
-import html
 import logging
 import re
 import uuid
@@ -64,8 +63,11 @@ _IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]*)[^)]*\)")
 
 def shown(text: str) -> str:
     """A message as the chat displays it: HTML as text, and markdown images as plain links that load
-    nothing until clicked (an image in a reply would otherwise fetch a remote URL in the customer's browser)."""
-    text = html.escape(text, quote=False)
+    nothing until clicked (an image in a reply would otherwise fetch a remote URL in the customer's browser).
+
+    Only "<" is escaped: no tag opens without it, and "Settings > Devices" or "A & B" stay as they are in
+    what an API client receives (html.escape sent them as "&gt;" and "&amp;")."""
+    text = text.replace("<", "&lt;")
     return _IMAGE.sub(lambda m: f"[{m.group(1) or 'image'}]({m.group(2)})", text)
 
 

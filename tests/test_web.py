@@ -135,7 +135,8 @@ def test_rate_limiter_counts_per_key_in_a_sliding_minute():
 def test_replies_are_shown_as_text_and_images_load_nothing():
     assert shown("see ![logo](https://evil.example/t.png?u=1 \"t\")") == "see [logo](https://evil.example/t.png?u=1)"
     assert shown('<img src="https://evil.example/x.png" onerror="alert(1)">') == (
-        '&lt;img src="https://evil.example/x.png" onerror="alert(1)"&gt;')
+        '&lt;img src="https://evil.example/x.png" onerror="alert(1)">')
+    assert shown("Settings > Devices & more") == "Settings > Devices & more"
     assert shown("Orders ship in 1-2 days.") == "Orders ship in 1-2 days."
 
 
