@@ -26,8 +26,8 @@ class JobRunner:
         self._thread: threading.Thread | None = None
         self._cancel = threading.Event()
         self._job_id: int | None = None
-        store._write(lambda db: db.execute(
-            "UPDATE jobs SET status = 'interrupted', finished_at = ? WHERE status IN ('running', 'cancelling')", [now()]))
+        store.execute(
+            "UPDATE jobs SET status = 'interrupted', finished_at = ? WHERE status IN ('running', 'cancelling')", [now()])
 
     @property
     def busy(self) -> bool:
@@ -39,18 +39,18 @@ class JobRunner:
             if self.busy:
                 raise AssistantError(f"job {self._job_id} is still running; wait for it or cancel it")
             self._cancel = threading.Event()
-            job_id = self.store._write(lambda db: db["jobs"].insert(
-                {"kind": kind, "status": "running", "progress": "{}", "log": "", "started_at": now()}).last_pk)
+            job_id = self.store.insert("jobs",
+                {"kind": kind, "status": "running", "progress": "{}", "log": "", "started_at": now()})
             self._job_id = job_id
             self._thread = threading.Thread(target=self._run, args=(job_id, work), daemon=True, name=f"job-{job_id}")
             self._thread.start()
             return job_id
 
     def _append(self, job_id: int, line: str) -> None:
-        self.store._write(lambda db: db.execute("UPDATE jobs SET log = log || ? WHERE id = ?", [line.rstrip() + "\n", job_id]))
+        self.store.execute("UPDATE jobs SET log = log || ? WHERE id = ?", [line.rstrip() + "\n", job_id])
 
     def _progress(self, job_id: int, progress: dict) -> None:
-        self.store._write(lambda db: db["jobs"].update(job_id, {"progress": json.dumps(progress)}))
+        self.store.update("jobs", job_id, {"progress": json.dumps(progress)})
 
     def _run(self, job_id: int, work) -> None:
         try:
@@ -65,14 +65,14 @@ class JobRunner:
             result_json = "{}"
             if not cancelled and not isinstance(exc, AssistantError):
                 log.error("job %s failed:\n%s", job_id, traceback.format_exc())
-        self.store._write(lambda db: db["jobs"].update(job_id, {
-            "status": status, "error": error, "result": result_json, "finished_at": now()}))
+        self.store.update("jobs", job_id, {
+            "status": status, "error": error, "result": result_json, "finished_at": now()})
 
     def cancel(self) -> bool:
         if not self.busy:
             return False
         self._cancel.set()
-        self.store._write(lambda db: db["jobs"].update(self._job_id, {"status": "cancelling"}))
+        self.store.update("jobs", self._job_id, {"status": "cancelling"})
         return True
 
     def latest(self) -> dict | None:

@@ -369,9 +369,21 @@ class Store:
             raise
         db.conn.execute("COMMIT")
 
-    def _write(self, fn):
+    # One statement, one transaction: callers outside this module write through these three, never through
+    # `db` directly, so every write waits for the lock the same way (and raises StoreBusy past it).
+    def insert(self, table: str, row: dict, *, replace: bool = False) -> int:
+        """Insert one row; returns its primary key."""
         with self.transaction() as db:
-            return fn(db)
+            return db[table].insert(row, replace=replace).last_pk
+
+    def update(self, table: str, pk, values: dict) -> None:
+        with self.transaction() as db:
+            db[table].update(pk, values)
+
+    def execute(self, sql: str, params=()) -> None:
+        """One write statement (an UPDATE with a condition or an expression such as `log = log || ?`)."""
+        with self.transaction() as db:
+            db.execute(sql, list(params))
 
     def log_exchange(self, record: dict[str, Any]) -> int:
         """Store one chat exchange; waits (and retries) for the write lock, raises StoreBusy rather than drop it."""
@@ -379,7 +391,7 @@ class Store:
         row.setdefault("created_at", now())
         if not isinstance(row.get("request_messages"), str):
             row["request_messages"] = json.dumps(row.get("request_messages") or [], ensure_ascii=False)
-        return self._write(lambda db: db["exchanges"].insert(row).last_pk)
+        return self.insert("exchanges", row)
 
     def add_feedback(self, exchange_id: int, thumbs: int, comment: str = "") -> int:
         if thumbs not in (1, -1):
@@ -387,7 +399,7 @@ class Store:
         if not self.db["exchanges"].count_where("id = ?", [exchange_id]):
             raise KeyError(f"no exchange with id {exchange_id}")
         row = {"exchange_id": exchange_id, "thumbs": thumbs, "comment": comment or "", "created_at": now()}
-        return self._write(lambda db: db["feedback"].insert(row).last_pk)
+        return self.insert("feedback", row)
 
     # ---- reads -----------------------------------------------------------------------
     def exchanges(self, session_id: str | None = None) -> list[dict]:

@@ -55,9 +55,9 @@ def _run_batch(store, settings, options, backend, retriever, prompt, params, tod
             input_file = client.files.create(file=upload, purpose="batch")
         Path(fh.name).unlink(missing_ok=True)
         batch = client.batches.create(input_file_id=input_file.id, endpoint="/v1/chat/completions", completion_window="24h")
-        batch_row_id = store._write(lambda db: db["label_batches"].insert({
+        batch_row_id = store.insert("label_batches", {
             "request_hash": request_hash, "batch_id": batch.id, "input_file_id": input_file.id,
-            "n_requests": len(lines), "status": batch.status, "created_at": now()}).last_pk)
+            "n_requests": len(lines), "status": batch.status, "created_at": now()})
         batch_id = batch.id
     else:
         batch_row_id, batch_id = row["id"], row["batch_id"]
@@ -65,7 +65,7 @@ def _run_batch(store, settings, options, backend, retriever, prompt, params, tod
             references[key] = build_request(task, retriever, prompt, options)[1]
     while True:
         batch = client.batches.retrieve(batch_id)
-        store._write(lambda db: db["label_batches"].update(batch_row_id, {"status": batch.status}))
+        store.update("label_batches", batch_row_id, {"status": batch.status})
         if batch.status in TERMINAL or stop.is_set():
             break
         if progress:
@@ -104,5 +104,5 @@ def _run_batch(store, settings, options, backend, retriever, prompt, params, tod
             prog.output_tokens += result.output_tokens or 0
             prog.cost += cost
         record(by_key[key], "teacher", result.text, result.finish_reason, key, references.get(key, ""))
-    store._write(lambda db: db["label_batches"].update(batch_row_id, {"status": "collected", "finished_at": now()}))
+    store.update("label_batches", batch_row_id, {"status": "collected", "finished_at": now()})
     return "done" if not prog.failed else f"done with {prog.failed} failed turns"

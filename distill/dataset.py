@@ -208,10 +208,10 @@ def build_dataset(store: Store, settings, job_id: int | None = None, *, seed: in
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)  # a dataset folder is either complete or absent
-    store._write(lambda db: db["datasets"].insert({
+    store.insert("datasets", {
         "version": version, "path": str(folder), "content_hash": chash, "label_job_id": job_id, "teacher": job["teacher"],
         "n_train": len(by_split["train"]), "n_validation": len(by_split["validation"]), "n_test": len(by_split["test"]),
-        "manifest": json.dumps(manifest), "created_at": now()}, replace=True))
+        "manifest": json.dumps(manifest), "created_at": now()}, replace=True)
     return DatasetVersion(version, folder, manifest, created=True)
 
 

@@ -335,10 +335,10 @@ def label(store: Store, settings, options: LabelOptions, *, backend: LabelBacken
         backend = make_backend(settings, retriever)
     teacher_name = backend.name if uses_teacher else "human agents (logged replies)"
     params = {"max_tokens": options.max_tokens, "temperature": options.temperature}
-    job_id = store._write(lambda db: db["label_jobs"].insert({
+    job_id = store.insert("label_jobs", {
         "source": source, "teacher": teacher_name, "prompt_id": prompt.id, "prompt_hash": prompt.hash,
         "options": json.dumps(asdict(options)), "status": "running", "n_tasks": len(tasks), "started_at": now(),
-    }).last_pk)
+    })
     prog = LabelProgress(total=len(tasks) * (2 if source == "both" else 1))
     lock = threading.Lock()
 
@@ -349,7 +349,7 @@ def label(store: Store, settings, options: LabelOptions, *, backend: LabelBacken
                "prompt_id": prompt.id if label_source == "teacher" else None,
                "prompt_hash": prompt.hash if label_source == "teacher" else None, "cache_key": key, "reply": text,
                "status": "rejected" if reason else "accepted", "reason": reason, "created_at": now()}
-        store._write(lambda db: db["labels"].insert(row))
+        store.insert("labels", row)
         with lock:
             prog.done += 1
             prog.rejected += bool(reason)
@@ -384,11 +384,11 @@ def label(store: Store, settings, options: LabelOptions, *, backend: LabelBacken
         error = AssistantError(f"label job {job_id} failed: {type(exc).__name__}: {exc}")
         error.__cause__ = exc
     finally:
-        store._write(lambda db: db["label_jobs"].update(job_id, {
+        store.update("label_jobs", job_id, {
             "status": status, "finished_at": now(), "n_done": prog.done, "n_cached": prog.cached,
             "n_called": prog.called, "n_failed": prog.failed, "n_accepted": prog.accepted,
             "n_rejected": prog.rejected, "input_tokens": prog.input_tokens, "output_tokens": prog.output_tokens,
-            "cost": round(prog.cost, 6)}))
+            "cost": round(prog.cost, 6)})
     if error is not None:
         if isinstance(error, TeacherRejected):
             raise TeacherRejected(f"label job {job_id} {status}; check ASSISTANT_TEACHER_API_KEY") from error
@@ -417,7 +417,7 @@ def store_call(store: Store, key: str, teacher: str, prompt: Prompt, params: dic
            "input_tokens": result.input_tokens, "output_tokens": result.output_tokens,
            "cached_tokens": result.cached_tokens, "cost": cost, "latency_ms": latency_ms,
            "reference": reference, "created_at": now()}
-    store._write(lambda d: d["teacher_calls"].insert(row, replace=True))
+    store.insert("teacher_calls", row, replace=True)
 
 
 def split_cached(store: Store, tasks: list[Task], prompt: Prompt, teacher: str, params: dict, record, prog, lock) -> list[tuple[Task, str]]:

@@ -28,7 +28,7 @@ def resolve(store: Store, version: str | None) -> dict | None:
 
 
 def reject(store: Store, version: str) -> None:
-    store._write(lambda db: db.execute("UPDATE model_versions SET status = 'rejected' WHERE version = ?", [version]))
+    store.execute("UPDATE model_versions SET status = 'rejected' WHERE version = ?", [version])
 
 
 def versions(store: Store) -> list[dict]:

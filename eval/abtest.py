@@ -174,11 +174,11 @@ def run_eval(store: Store, settings, config: EvalConfig, *, models: dict[str, Ch
     models = build_models(store, settings, config, exclude=test_ids, models=models, retriever=retriever, dd=dd)
     judge = judge if judge is not None else make_judge(settings, config.judge)
 
-    run_id = store._write(lambda db: db["eval_runs"].insert({
+    run_id = store.insert("eval_runs", {
         "dataset_version": manifest["version"], "config": json.dumps(asdict(config)), "status": "running",
         "models": json.dumps({arm: {"name": m.name, "version": m.version, "description": m.description}
                               for arm, m in models.items()}),
-        "judge": _judge_label(judge), "started_at": now()}).last_pk)
+        "judge": _judge_label(judge), "started_at": now()})
     items: list[dict] = []
     direct = [a for a in config.arms if a != "routed"]
     total = len(turns) * len(direct)

@@ -103,7 +103,7 @@ def measure_run(store, settings, run_id: int) -> None:
     config = EvalConfig(**{k: (tuple(v) if k == "arms" else v) for k, v in json.loads(run["config"]).items()})
     models = build_models(store, settings, config, exclude=frozenset())
     models.pop("routed", None)
-    store._write(lambda db: db["eval_runs"].update(run_id, {"measurements": json.dumps(measure_arms(models, settings))}))
+    store.update("eval_runs", run_id, {"measurements": json.dumps(measure_arms(models, settings))})
 
 
 if __name__ == "__main__":

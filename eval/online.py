@@ -70,10 +70,10 @@ def shadow(store: Store, teacher, exchange_id: int, messages: list[dict], settin
         except Exception as exc:  # a failed shadow call costs nothing but a log line
             log.warning("shadow answer for exchange %s failed: %s", exchange_id, exc)
             return
-        store._write(lambda db: db["shadow_answers"].insert({
+        store.insert("shadow_answers", {
             "exchange_id": exchange_id, "teacher": teacher.name, "reply": c.text, "latency_ms": c.latency_ms,
             "input_tokens": c.input_tokens, "output_tokens": c.output_tokens, "cost": reply_cost(teacher, c, settings),
-            "created_at": now()}))
+            "created_at": now()})
 
     thread = threading.Thread(target=work, daemon=True, name=f"shadow-{exchange_id}")
     thread.start()
@@ -88,7 +88,7 @@ def judge_shadows(store: Store, judge) -> int:
             "JOIN exchanges e ON e.id = s.exchange_id WHERE s.judge IS NULL")):
         grade = judge.grade(json.loads(row["request_messages"]), row["teacher_reply"], row["student_reply"])
         if grade is not None:
-            store._write(lambda db: db["shadow_answers"].update(row["id"], {"judge": json.dumps(grade)}))
+            store.update("shadow_answers", row["id"], {"judge": json.dumps(grade)})
             n += 1
     return n
 

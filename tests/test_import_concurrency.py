@@ -174,8 +174,8 @@ def test_rows_another_writer_stored_meanwhile_are_counted_as_duplicates_not_inse
     def racing(self, *args, **kwargs):
         self.flush()
         row = self.conn.execute("SELECT source, content_hash, system, messages, metadata FROM staged WHERE seq = 2").fetchone()
-        store._write(lambda db: db.execute("INSERT INTO conversations (source, content_hash, system, messages, metadata)"
-                                           " VALUES (?, ?, ?, ?, ?)", row))
+        store.execute("INSERT INTO conversations (source, content_hash, system, messages, metadata)"
+                      " VALUES (?, ?, ?, ?, ?)", row)
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(Staging, "swap_in", racing)

@@ -130,9 +130,9 @@ def test_job_status_describes_a_finished_evaluation(console):
     import json
 
     services, client = console
-    services.store._write(lambda db: db["jobs"].insert({
+    services.store.insert("jobs", {
         "kind": "evaluation", "status": "done", "progress": "{}", "log": "", "error": "",
-        "result": json.dumps({"run": 1, "report": "latest.html"})}))
+        "result": json.dumps({"run": 1, "report": "latest.html"})})
     status, _ = Client(client.src, verbose=False).predict(api_name="/job_status")
     assert "evaluation): done" in status and "report is written" in status and "None" not in status
 
