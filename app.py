@@ -1,8 +1,8 @@
 """Starts the public chat and the signed-in console (same as `assistant serve`)."""
 
-from assistant.services import build_services
+from distill.sample import open_services
 from assistant.settings import get_settings
 from assistant.web import serve
 
 if __name__ == "__main__":
-    serve(build_services(get_settings()))
+    serve(open_services(get_settings()))

@@ -49,14 +49,14 @@ def serve(
     open_browser: bool = typer.Option(False, "--open", help="Open the chat in a browser once it is up."),
 ):
     """Start the public chat and the signed-in console."""
-    from assistant.services import build_services
+    from distill.sample import open_services
     from assistant.web import serve as serve_web
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = _settings(host=host, port=port)
     typer.echo(f"state directory: {settings.home}")
     typer.echo("loading models and the knowledge base (first start embeds the sample company, ~30 s)...")
-    services = build_services(settings)
+    services = open_services(settings)
     typer.echo(f"student: {services.student.description}")
     typer.echo(f"teacher: {services.teacher.description}")
     serve_web(services, open_browser=open_browser)
@@ -70,9 +70,9 @@ def ask(
 ):
     """Answer one message from the command line (logged like a chat exchange)."""
     from assistant.chat import respond
-    from assistant.services import build_services
+    from distill.sample import open_services
 
-    services = build_services(_settings())
+    services = open_services(_settings())
     for event in respond(services, [{"role": "user", "content": message}], mode, session_id="cli"):
         if event.kind == "delta":
             sys.stdout.write(event.text)
@@ -337,15 +337,16 @@ def models_list(ctx: typer.Context):
     if ctx.invoked_subcommand:
         return
     from assistant.store import open_store
+    from assistant import students
     from distill import registry
 
     store = open_store(_settings())
-    rows = registry.versions(store)
+    rows = students.versions(store)
     if not rows:
         typer.echo("no trained versions yet: the base student serves (assistant train)")
     for row in rows:
         typer.echo(registry.describe(row))
-    if not registry.serving(store):
+    if not students.serving(store):
         typer.echo("serving: the base student")
 
 

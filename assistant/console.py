@@ -34,9 +34,10 @@ def discard_upload(path) -> None:
 
 
 def models_table(store) -> list[list]:
+    from assistant import students
     from distill import registry
 
-    return [[r["version"], r["status"], registry.describe(r)] for r in registry.versions(store)]
+    return [[r["version"], r["status"], registry.describe(r)] for r in students.versions(store)]
 
 
 def build_console_app(services) -> gr.Blocks:

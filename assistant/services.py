@@ -10,18 +10,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
+from assistant import students
 from assistant.models import CaseTeacher, ChatModel, OpenAITeacher
 from assistant.retrieval import Embedder, Retriever, build_retriever
 from assistant.router import Router, RuleRouter
-from assistant.settings import REPO_ROOT, Settings
+from assistant.settings import Settings
 from assistant.store import Store, open_store
 
 log = logging.getLogger(__name__)
-
-SAMPLE_DIR = REPO_ROOT / "data" / "sample"
-
 
 @dataclass
 class Services:
@@ -40,14 +37,10 @@ class Services:
         if not self.follow_registry or time.monotonic() - self._checked_at < 1.0:
             return self.student
         self._checked_at = time.monotonic()
-        from distill import registry
-
-        row = registry.serving(self.store)
+        row = students.serving(self.store)
         version = row["version"] if row else None
         if version != self._serving_version:
-            from distill.pipeline import serving_student
-
-            self.student = serving_student(self.store, self.settings, self.retriever)
+            self.student = students.serving_student(self.store, self.settings, self.retriever)
             self._serving_version = version
             log.info("now serving student %s", version or "base")
         return self.student
@@ -64,19 +57,6 @@ class Services:
                 model.retriever = self.retriever
         if isinstance(self.teacher, CaseTeacher):
             self.teacher.version = f"cases-{self.retriever.cases.size}"
-
-
-def seed_sample(store: Store, sample_dir: Path = SAMPLE_DIR) -> dict:
-    """Load the sample company's KB and conversations into an empty store, the way a user would import them."""
-    from distill.importer import import_file
-    from distill.kb import import_kb
-
-    added = {"kb_articles": 0, "conversations": 0}
-    if store.kb_version() is None and (sample_dir / "kb").is_dir():
-        added["kb_articles"] = import_kb(store, sample_dir / "kb").articles
-    if store.count("conversations") == 0 and (sample_dir / "conversations.jsonl").exists():
-        added["conversations"] = import_file(store, sample_dir / "conversations.jsonl").imported
-    return added
 
 
 def make_teacher(settings: Settings, retriever: Retriever, http_client=None, *, for_chat: bool = False) -> ChatModel:
@@ -99,20 +79,14 @@ def make_teacher(settings: Settings, retriever: Retriever, http_client=None, *, 
 
 def build_services(settings: Settings, *, student: ChatModel | None = None, teacher: ChatModel | None = None,
                    embedder: Embedder | None = None) -> Services:
-    from distill.pipeline import serving_student
-
     store = open_store(settings)
-    if settings.seed_sample:
-        added = seed_sample(store)
-        if any(added.values()):
-            log.info("loaded the sample company: %s", added)
     retriever = build_retriever(store, embedder or Embedder(settings.cache_dir))
     retriever.kb.search("warm-up")  # load the embedder now, not on the first customer's message
     services = Services(
         settings=settings,
         store=store,
         retriever=retriever,
-        student=student or serving_student(store, settings, retriever),  # the promoted version, else the base
+        student=student or students.serving_student(store, settings, retriever),  # the promoted version, else the base
         teacher=teacher or make_teacher(settings, retriever, for_chat=True),
         router=RuleRouter(),
         follow_registry=student is None,

@@ -20,6 +20,7 @@ from typing import Callable
 from assistant.errors import Cancelled, InputError
 from assistant.settings import REPO_ROOT
 from assistant.store import Store, now
+from assistant import students
 from distill import registry
 from distill.train import TrainConfig, TrainProgress, train_lora
 
@@ -79,38 +80,6 @@ def quick_evaluate(candidate, serving, rows, limit: int = 40) -> dict:
             "candidate_score": score_model(candidate, turns), "serving_score": score_model(serving, turns)}
 
 
-def retrieval_augmented(row: dict | None) -> bool:
-    return bool(row) and bool(json.loads(row.get("config") or "{}").get("retrieval_augmented"))
-
-
-def student_for(row: dict | None, settings, retriever=None, max_tokens: int | None = None):
-    """The ChatModel for a registered version (None: the configured base).
-
-    A version trained retrieval-augmented is served the way it was trained: with KB passages and similar
-    cases in its prompt, so it needs the retriever.
-    """
-    from assistant.errors import ModelError
-    from assistant.models import GroundedStudent, LlamaStudent
-
-    options = dict(n_ctx=settings.student_context, n_threads=settings.student_threads,
-                   max_tokens=max_tokens or settings.max_new_tokens)
-    if row is None:
-        return LlamaStudent(settings.student_path, **options)
-    if not row.get("gguf_path"):
-        raise ModelError(f"{row['version']} has no GGUF (trained with --export-type none); llama.cpp cannot serve it")
-    model = LlamaStudent(row["gguf_path"], name=row["version"], version=row["version"], **options)
-    if retrieval_augmented(row):
-        if retriever is None:
-            raise ModelError(f"{row['version']} was trained retrieval-augmented and needs the KB and case retrieval to serve")
-        model = GroundedStudent(model, retriever)
-    return model
-
-
-def serving_student(store: Store, settings, retriever=None):
-    """The ChatModel serving now: the promoted version, or the configured base."""
-    return student_for(registry.serving(store), settings, retriever)
-
-
 def held_out_retriever(store: Store, settings, dd, retriever=None):
     """Retrieval that never returns the validation or test conversations (they judge the student)."""
     from assistant.retrieval import Embedder, Retriever, build_retriever
@@ -164,7 +133,7 @@ def train_student(store: Store, settings, *, dataset_version: str | None = None,
         log(f"resuming from the checkpoint in {run_dir}")
     train_rows, val_rows = list(dd["train"]), list(dd["validation"])
     held_out = (held_out_retriever(store, settings, dd, retriever)
-                if config.retrieval_augmented or retrieval_augmented(registry.serving(store)) else None)
+                if config.retrieval_augmented or students.retrieval_augmented(students.serving(store)) else None)
     ground = None
     if config.retrieval_augmented:
         log("retrieval-augmented: every customer turn carries the KB passage and similar replies it is served with")
@@ -209,9 +178,9 @@ def train_student(store: Store, settings, *, dataset_version: str | None = None,
     # both compared on validation turns whose own conversations their retrieval cannot see
     evaluation = {}
     if promote:
-        candidate = student_for({"version": version, "gguf_path": str(gguf_final), "config": json.dumps(asdict(config))},
+        candidate = students.student_for({"version": version, "gguf_path": str(gguf_final), "config": json.dumps(asdict(config))},
                                 settings, held_out)
-        current = serving_student(store, settings, held_out)
+        current = students.serving_student(store, settings, held_out)
         evaluation = (evaluate or quick_evaluate)(candidate, current, list(dd["validation"]), eval_limit)
     better = bool(evaluation) and (evaluation["candidate_score"] or 0) > (evaluation["serving_score"] or 0)
     status = "candidate"

@@ -1,4 +1,4 @@
-"""Student model versions: which trained student serves, promotion and rollback.
+"""Student model versions, the writing side: promotion, rejection and rollback (reads: `assistant.students`).
 
 A version is registered only once its artifacts (adapter, GGUF, manifest) are complete on disk. At most
 one version has status "serving"; with none, the packaged base (or ASSISTANT_STUDENT_BASE) serves.
@@ -13,26 +13,8 @@ from assistant.errors import InputError
 from assistant.store import Store, now
 
 
-def serving(store: Store) -> dict | None:
-    return next(store.db.query("SELECT * FROM model_versions WHERE status = 'serving' ORDER BY id DESC LIMIT 1"), None)
-
-
-def resolve(store: Store, version: str | None) -> dict | None:
-    """The named version's row (an error if there is none), or the serving one when no name is given."""
-    if not version:
-        return serving(store)
-    row = next(store.db.query("SELECT * FROM model_versions WHERE version = ?", [version]), None)
-    if row is None:
-        raise InputError(f"no model version {version!r} (see assistant models)")
-    return row
-
-
 def reject(store: Store, version: str) -> None:
     store.execute("UPDATE model_versions SET status = 'rejected' WHERE version = ?", [version])
-
-
-def versions(store: Store) -> list[dict]:
-    return list(store.db.query("SELECT * FROM model_versions ORDER BY id"))
 
 
 def promote(store: Store, version: str, reason: str) -> None:

@@ -117,7 +117,7 @@ def build_models(store: Store, settings, config: EvalConfig, *, exclude: frozens
                  retriever=None, dd=None) -> dict[str, ChatModel]:
     """The model behind each arm. The teacher's retrieval never sees the `exclude` conversations (the test split)."""
     from assistant.retrieval import CaseBase, Embedder, Retriever, build_retriever
-    from distill import registry
+    from assistant import students
     from distill.dataset import load_dataset
 
     models = dict(models or {})
@@ -133,13 +133,11 @@ def build_models(store: Store, settings, config: EvalConfig, *, exclude: frozens
         models["base"] = LlamaStudent(settings.student_path, name="base " + Path(settings.student_path).stem,
                                       version="base", n_ctx=settings.student_context, max_tokens=config.max_tokens)
     if ("student" in config.arms or "routed" in config.arms) and "student" not in models:
-        row = registry.resolve(store, config.student)
+        row = students.resolve(store, config.student)
         if row is None:
             raise InputError("no distilled student to evaluate yet: train one (assistant train) or leave out the student and routed arms")
-        from distill.pipeline import student_for
-
-        models["student"] = student_for(row, settings, Retriever(retriever.kb, retriever.cases, exclude=exclude),
-                                        max_tokens=config.max_tokens)
+        models["student"] = students.student_for(row, settings, Retriever(retriever.kb, retriever.cases, exclude=exclude),
+                                                 max_tokens=config.max_tokens)
     if "retrieval" in config.arms and "retrieval" not in models:
         train_convs = [{"id": r["conversation_id"], "messages": r["original_messages"], "resolution": "resolved", "csat": None}
                        for r in dd["train"]]

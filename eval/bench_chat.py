@@ -1,6 +1,6 @@
 """Benchmark of the chat path: cold start to first reply, and student vs teacher on sample questions.
 
-Everything goes through the application's own code (`build_services` and `chat.respond`), so the
+Everything goes through the application's own code (`open_services` and `chat.respond`), so the
 figures are what a user of the UI gets. Ratios are measured in one run, since these machines are noisy.
 
     python -m eval.bench_chat [--questions 20]
@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from assistant.chat import respond
-from assistant.services import SAMPLE_DIR, build_services
+from distill.sample import SAMPLE_DIR, open_services
 from assistant.settings import Settings
 
 
@@ -36,7 +36,7 @@ def sample_questions(n: int) -> list[str]:
 
 def cold_start_child() -> None:
     t0 = time.perf_counter()
-    services = build_services(Settings.from_env())
+    services = open_services(Settings.from_env())
     t_ready = time.perf_counter()
     exchange = None
     for event in respond(services, [{"role": "user", "content": "How do I reset my password?"}], "Student", "bench"):
@@ -96,7 +96,7 @@ def main() -> None:
           f"(first reply TTFT {cold['ttft_ms']:.0f} ms)")
 
     with tempfile.TemporaryDirectory() as home:
-        services = build_services(replace(Settings.from_env(), home=Path(home)))
+        services = open_services(replace(Settings.from_env(), home=Path(home)))
         questions = sample_questions(args.questions)
         run_mode(services, questions[:2], "Student")  # warm caches so the first question is not penalised
         student = summarise(run_mode(services, questions, "Student"))

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from assistant.retrieval import Embedder, build_retriever
-from assistant.services import seed_sample
+from distill.sample import seed_sample
 from assistant.settings import Settings
 from assistant.store import Store
 from distill.label import LabelOptions, OpenAIBackend, label

@@ -14,7 +14,7 @@ import json
 from assistant.errors import InputError
 from assistant.settings import Settings
 from assistant.store import open_store
-from distill import registry
+from assistant import students
 from distill.base_model import load_base
 from distill.dataset import load_dataset
 from distill.train import TrainConfig, device_and_dtype, pad_id, prepare_rows, validation_loss
@@ -26,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings.from_env()
     store = open_store(settings)
-    row = registry.resolve(store, args.version)
+    row = students.resolve(store, args.version)
     if row is None:
         raise InputError("no trained version to compare (assistant train)")
     dd, _ = load_dataset(store, row["dataset_version"])

@@ -20,7 +20,7 @@ import argparse
 import statistics
 
 from assistant.chat import respond
-from assistant.services import build_services
+from distill.sample import open_services
 from assistant.settings import Settings
 
 
@@ -54,16 +54,16 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=12)
     parser.add_argument("--student", help="model version to serve (default: the serving one)")
     args = parser.parse_args()
-    from distill import registry
+    from assistant import students
     from distill.dataset import load_dataset
-    from distill.pipeline import held_out_retriever, student_for
+    from distill.pipeline import held_out_retriever
 
     settings = Settings.from_env()
-    services = build_services(settings)
+    services = open_services(settings)
     dd, manifest = load_dataset(services.store)
     services.retriever = held_out_retriever(services.store, settings, dd, services.retriever)
-    row = registry.resolve(services.store, args.student) if args.student else registry.serving(services.store)
-    services.student = student_for(row, settings, services.retriever)
+    row = students.resolve(services.store, args.student)
+    services.student = students.student_for(row, settings, services.retriever)
     services.follow_registry = False
     conversations = [r["original_messages"] for r in dd["test"]
                      if sum(m["role"] == "user" for m in r["original_messages"]) >= 3][: args.conversations]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from assistant.retrieval import Embedder
-from assistant.services import build_services
+from distill.sample import open_services
 from assistant.web import serve
 from tests.conftest import free_port
 
@@ -30,7 +30,7 @@ def test_chat_in_a_real_browser(settings, request):
     # The sample company's embeddings are kept in pytest's cache between runs, as a real install keeps them
     # in its state directory: embedding them takes about a minute on 2 busy cores, loading them seconds.
     embedder = Embedder(request.config.cache.mkdir("minilm-embeddings"))
-    services = build_services(settings, embedder=embedder)
+    services = open_services(settings, embedder=embedder)
     running = serve(services, block=False)
     try:
         with sync_playwright() as p:

@@ -5,7 +5,8 @@ from dataclasses import replace
 
 import pytest
 
-from assistant.services import build_services
+from distill.sample import open_services
+from assistant import students
 from distill import registry
 from distill.dataset import build_dataset
 from distill.label import LabelOptions, label
@@ -20,7 +21,7 @@ TINY = TrainConfig(epochs=1, max_steps=2, batch_tokens=1024, grad_accum=1, max_l
 
 @pytest.fixture
 def env(settings, smol_tokenizer, fake_embedder):
-    services = build_services(settings, student=None, embedder=fake_embedder)
+    services = open_services(settings, student=None, embedder=fake_embedder)
     job = label(services.store, settings, LabelOptions(source="logged", limit=30))
     build_dataset(services.store, settings, job.job_id)
     loader = lambda base: (tiny_llama(len(smol_tokenizer)), smol_tokenizer)
@@ -41,7 +42,7 @@ def test_registered_version_has_a_complete_manifest(env, settings):
     assert {"torch", "transformers", "peft", "gguf"} <= set(manifest["libraries"])
     assert manifest["metrics"]["steps"] == 2 and "git_commit" in manifest
     assert (out.gguf_path.parent / "adapter" / "adapter_config.json").exists()
-    [row] = registry.versions(services.store)
+    [row] = students.versions(services.store)
     assert row["status"] == "candidate" and row["gguf_bytes"] > 0 and not out.promoted
 
 
@@ -49,11 +50,11 @@ def test_promotion_refuses_a_worse_model_unless_forced_and_rollback_returns(env,
     services, loader = env
     base_student = services.current_student().name
     worse = train_student(services.store, settings, config=TINY, base_loader=loader, evaluate=scores(0.1, 0.3))
-    assert not worse.promoted and registry.serving(services.store) is None
-    assert registry.versions(services.store)[0]["status"] == "rejected"
+    assert not worse.promoted and students.serving(services.store) is None
+    assert students.versions(services.store)[0]["status"] == "rejected"
     better = train_student(services.store, settings, config=replace(TINY, seed=1), base_loader=loader,
                            evaluate=scores(0.5, 0.3))
-    assert better.promoted and registry.serving(services.store)["version"] == better.version
+    assert better.promoted and students.serving(services.store)["version"] == better.version
     services._checked_at = 0  # the chat notices the promotion without a restart
     assert services.current_student().name == better.version
     forced = train_student(services.store, settings, config=replace(TINY, seed=2), base_loader=loader,
@@ -85,7 +86,7 @@ def test_retrieval_augmented_version_trains_on_held_out_grounding_and_serves_wit
     dd, _ = load_dataset(services.store)
     held = {r["conversation_id"] for split in ("validation", "test") for r in dd[split]}
     assert held and excluded == [frozenset(held)]  # validation and test conversations never ground training
-    assert out.promoted and "retrieval-augmented" in registry.describe(registry.serving(services.store))
+    assert out.promoted and "retrieval-augmented" in registry.describe(students.serving(services.store))
     services._checked_at = 0
     student = services.current_student()
     assert isinstance(student, GroundedStudent) and student.version == out.version
@@ -93,7 +94,7 @@ def test_retrieval_augmented_version_trains_on_held_out_grounding_and_serves_wit
     services.reload_retrieval()  # after an import: the grounded student retrieves from the new data at once
     assert student.retriever is services.retriever and services.teacher.retriever is services.retriever
     with pytest.raises(ModelError, match="retrieval-augmented"):
-        pipeline.serving_student(services.store, settings)  # it cannot be served without its retrieval
+        students.serving_student(services.store, settings)  # it cannot be served without its retrieval
 
 
 def test_adapter_only_version_is_registered_but_never_served(env, settings):
@@ -104,7 +105,7 @@ def test_adapter_only_version_is_registered_but_never_served(env, settings):
     services, loader = env
     out = train_student(services.store, settings, config=TINY, base_loader=loader, gguf_type="none")
     assert out.gguf_path is None and not out.promoted and out.evaluation == {}
-    [row] = registry.versions(services.store)
+    [row] = students.versions(services.store)
     assert row["gguf_path"] is None and (Path(row["path"]) / "adapter" / "adapter_config.json").exists()
     assert json.loads((Path(row["path"]) / "manifest.json").read_text())["gguf"] is None
     with pytest.raises(InputError, match="no GGUF"):
@@ -124,4 +125,4 @@ def test_what_cannot_be_exported_or_run_here_is_refused_before_training(env, set
         train_student(services.store, settings, config=TINY, base_loader=loads.append, gguf_type="q2_k")
     with pytest.raises(InputError, match="QLoRA needs a CUDA GPU"):  # this machine has no GPU
         train_student(services.store, settings, config=replace(TINY, load_in_4bit=True), base_loader=loads.append)
-    assert loads == [] and registry.versions(services.store) == []
+    assert loads == [] and students.versions(services.store) == []

@@ -6,7 +6,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from assistant.services import SAMPLE_DIR, seed_sample
+from distill.sample import SAMPLE_DIR, seed_sample
 from assistant.store import Store
 from eval.scoring import fact_present
 
