@@ -10,7 +10,7 @@ from distill.sample import SAMPLE_DIR, seed_sample
 from assistant.store import Store
 from eval.scoring import fact_present
 
-GENERATOR = Path(__file__).parent.parent / "data" / "generate_sample.py"
+GENERATOR = Path(__file__).parents[2] / "data" / "generate_sample.py"
 
 
 def load_generator():
