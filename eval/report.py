@@ -11,6 +11,7 @@ import base64
 import html
 import io
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -191,86 +192,93 @@ def _plot_png(draw) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def _draw_latency(ax, arms: list[str], by_arm: dict) -> None:
+    data = [[r["latency_ms"] / 1000 for r in by_arm[a] if r.get("latency_ms") is not None] for a in arms]
+    box = ax.boxplot(data, vert=False, patch_artist=True, showfliers=True)
+    for patch, a in zip(box["boxes"], arms):
+        patch.set_facecolor(COLORS[a])
+        patch.set_alpha(0.6)
+    ax.set_yticks(range(1, len(arms) + 1), [ARM_LABELS[a] for a in arms])
+    ax.set_xscale("symlog", linthresh=0.1)
+    ax.set_xlabel("seconds per reply (log scale)")
+    ax.set_title("Reply latency")
+
+
+def _draw_per_intent(ax, arms: list[str], by_arm: dict, items: list[dict], acc_key: str) -> None:
+    intents = sorted({it["intent"] for it in items})
+    width = 0.8 / max(1, len(arms))
+    for k, a in enumerate(arms):
+        vals = []
+        for intent in intents:
+            v = [_value(r, acc_key) for r in by_arm[a] if r["intent"] == intent and _value(r, acc_key) is not None]
+            vals.append(sum(v) / len(v) if v else 0)
+        ax.bar([i + k * width for i in range(len(intents))], vals, width, label=ARM_LABELS[a], color=COLORS[a])
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(intents))], intents, rotation=70, fontsize=6)
+    ax.set_ylabel("accuracy")
+    ax.set_title("Accuracy per intent")
+    ax.legend(fontsize=6, ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.08), frameon=False)
+
+
+def _draw_accuracy_latency(ax, arms: list[str], summary: dict) -> None:
+    for a in arms:
+        s = summary[a]
+        if s["accuracy"] and s["p50_ms"] is not None:
+            ax.scatter(s["p50_ms"] / 1000, s["accuracy"][0], s=80, color=COLORS[a], label=ARM_LABELS[a])
+            ax.errorbar(s["p50_ms"] / 1000, s["accuracy"][0],
+                        yerr=[[s["accuracy"][0] - s["accuracy"][1]], [s["accuracy"][2] - s["accuracy"][0]]], color=COLORS[a])
+    ax.set_xscale("symlog", linthresh=0.1)
+    ax.set_xlabel("median latency, seconds (log scale)")
+    ax.set_ylabel("accuracy (95% CI)")
+    ax.set_title("Accuracy vs latency")
+    ax.legend(fontsize=7)
+
+
+def _draw_cost_quality(ax, arms: list[str], summary: dict) -> None:
+    for a in arms:
+        s = summary[a]
+        if s["accuracy"] and s["cost_per_1000"] is not None:
+            ax.scatter(s["cost_per_1000"], s["accuracy"][0], s=80, color=COLORS[a], label=ARM_LABELS[a])
+    ax.set_xlabel("US$ per 1,000 queries")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Cost vs quality")
+    ax.legend(fontsize=7)
+
+
+def _draw_per_depth(ax, arms: list[str], by_depth: dict) -> None:
+    labels = [label for label, _, _ in DEPTH_BUCKETS]
+    shown = [a for a in arms if a in by_depth]
+    width = 0.8 / max(1, len(shown))
+    for k, a in enumerate(shown):
+        xs, ys, err = [], [], [[], []]
+        for i, label in enumerate(labels):
+            acc = by_depth[a][label]["accuracy"]
+            if acc is None:
+                continue
+            xs.append(i + k * width)
+            ys.append(acc[0])
+            err[0].append(acc[0] - acc[1])
+            err[1].append(acc[2] - acc[0])
+        ax.bar(xs, ys, width, yerr=err, capsize=2, label=ARM_LABELS[a], color=COLORS[a], error_kw={"elinewidth": 0.8})
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))],
+                  [f"turns {label}" for label in labels])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("accuracy (95% CI)")
+    ax.set_title("Accuracy by turn depth")
+    ax.legend(fontsize=6, ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.08), frameon=False)
+
+
 def plots(items: list[dict], summary: dict, acc_key: str, by_depth: dict | None = None) -> dict[str, str]:
+    """The report's figures as base64 PNGs, by caption."""
     arms = [a for a in ARM_LABELS if a in summary]
     by_depth = by_depth if by_depth is not None else depth_breakdown(items, acc_key)
     by_arm = defaultdict(list)
     for it in items:
         by_arm[it["arm"]].append(it)
-
-    def latency(ax):
-        data = [[r["latency_ms"] / 1000 for r in by_arm[a] if r.get("latency_ms") is not None] for a in arms]
-        box = ax.boxplot(data, vert=False, patch_artist=True, showfliers=True)
-        for patch, a in zip(box["boxes"], arms):
-            patch.set_facecolor(COLORS[a])
-            patch.set_alpha(0.6)
-        ax.set_yticks(range(1, len(arms) + 1), [ARM_LABELS[a] for a in arms])
-        ax.set_xscale("symlog", linthresh=0.1)
-        ax.set_xlabel("seconds per reply (log scale)")
-        ax.set_title("Reply latency")
-
-    def per_intent(ax):
-        intents = sorted({it["intent"] for it in items})
-        width = 0.8 / max(1, len(arms))
-        for k, a in enumerate(arms):
-            vals = []
-            for intent in intents:
-                v = [_value(r, acc_key) for r in by_arm[a] if r["intent"] == intent and _value(r, acc_key) is not None]
-                vals.append(sum(v) / len(v) if v else 0)
-            ax.bar([i + k * width for i in range(len(intents))], vals, width, label=ARM_LABELS[a], color=COLORS[a])
-        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(intents))], intents, rotation=70, fontsize=6)
-        ax.set_ylabel("accuracy")
-        ax.set_title("Accuracy per intent")
-        ax.legend(fontsize=6, ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.08), frameon=False)
-
-    def acc_latency(ax):
-        for a in arms:
-            s = summary[a]
-            if s["accuracy"] and s["p50_ms"] is not None:
-                ax.scatter(s["p50_ms"] / 1000, s["accuracy"][0], s=80, color=COLORS[a], label=ARM_LABELS[a])
-                ax.errorbar(s["p50_ms"] / 1000, s["accuracy"][0],
-                            yerr=[[s["accuracy"][0] - s["accuracy"][1]], [s["accuracy"][2] - s["accuracy"][0]]], color=COLORS[a])
-        ax.set_xscale("symlog", linthresh=0.1)
-        ax.set_xlabel("median latency, seconds (log scale)")
-        ax.set_ylabel("accuracy (95% CI)")
-        ax.set_title("Accuracy vs latency")
-        ax.legend(fontsize=7)
-
-    def cost_quality(ax):
-        for a in arms:
-            s = summary[a]
-            if s["accuracy"] and s["cost_per_1000"] is not None:
-                ax.scatter(s["cost_per_1000"], s["accuracy"][0], s=80, color=COLORS[a], label=ARM_LABELS[a])
-        ax.set_xlabel("US$ per 1,000 queries")
-        ax.set_ylabel("accuracy")
-        ax.set_title("Cost vs quality")
-        ax.legend(fontsize=7)
-
-    def per_depth(ax):
-        labels = [label for label, _, _ in DEPTH_BUCKETS]
-        shown = [a for a in arms if a in by_depth]
-        width = 0.8 / max(1, len(shown))
-        for k, a in enumerate(shown):
-            xs, ys, err = [], [], [[], []]
-            for i, label in enumerate(labels):
-                acc = by_depth[a][label]["accuracy"]
-                if acc is None:
-                    continue
-                xs.append(i + k * width)
-                ys.append(acc[0])
-                err[0].append(acc[0] - acc[1])
-                err[1].append(acc[2] - acc[0])
-            ax.bar(xs, ys, width, yerr=err, capsize=2, label=ARM_LABELS[a], color=COLORS[a], error_kw={"elinewidth": 0.8})
-        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))],
-                      [f"turns {label}" for label in labels])
-        ax.set_ylim(0, 1.05)
-        ax.set_ylabel("accuracy (95% CI)")
-        ax.set_title("Accuracy by turn depth")
-        ax.legend(fontsize=6, ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.08), frameon=False)
-
-    return {"Reply latency": _plot_png(latency), "Accuracy per intent": _plot_png(per_intent),
-            "Accuracy vs latency": _plot_png(acc_latency), "Cost vs quality": _plot_png(cost_quality),
-            "Accuracy by turn depth": _plot_png(per_depth)}
+    return {"Reply latency": _plot_png(lambda ax: _draw_latency(ax, arms, by_arm)),
+            "Accuracy per intent": _plot_png(lambda ax: _draw_per_intent(ax, arms, by_arm, items, acc_key)),
+            "Accuracy vs latency": _plot_png(lambda ax: _draw_accuracy_latency(ax, arms, summary)),
+            "Cost vs quality": _plot_png(lambda ax: _draw_cost_quality(ax, arms, summary)),
+            "Accuracy by turn depth": _plot_png(lambda ax: _draw_per_depth(ax, arms, by_depth))}
 
 
 def worst_student_answers(items: list[dict], n: int = 8) -> list[dict]:
@@ -310,141 +318,177 @@ def verdicts(summary: dict) -> list[str]:
     return out
 
 
-def build_report(store: Store, settings, run_id: int | None = None) -> tuple[Path, Path]:
-    run, items = load_run(store, run_id)
-    measurements = json.loads(run["measurements"] or "{}")
-    summary, acc_key, definition = summarise(items, measurements)
-    models = json.loads(run["models"] or "{}")
-    config = json.loads(run["config"] or "{}")
-    online = online_stats(store)
-    by_depth = depth_breakdown(items, acc_key)
-    figures = plots(items, summary, acc_key, by_depth)
-    worst = worst_student_answers(items)
-    judge_note = (f"Judge: **{run['judge']}** graded correctness, completeness and safety against the reference; student "
-                  "vs teacher was also compared pairwise, asked in both orders to cancel position bias."
-                  if run["judge"] else
-                  "**Judge skipped**: no capable judge model is configured (the offline stand-ins are not judges). "
-                  "Set a teacher endpoint, or `assistant eval --judge BASE_URL#MODEL`, to add judge accuracy.")
-    arms_cmd = ",".join(config.get("arms", []))
-    reproduce = (f"assistant eval --dataset {run['dataset_version']} --arms {arms_cmd}"
-                 + (f" --student {config['student']}" if config.get("student") else "") + " && assistant report")
-    teacher_note = ""
-    if models.get("teacher", {}).get("name") == "case-based":
-        teacher_note = ("The teacher here is the offline case-based stand-in (no teacher API configured): it answers with "
-                        "agents' replies from similar resolved conversations, never from the test conversations.")
+class Page:
+    """The report being written: every piece goes to the Markdown and to the HTML side by side."""
 
-    md, body = [], []
-    title = f"Distillation A/B report — run {run['id']}"
-    md.append(f"# {title}\n\nGenerated {now()} from dataset `{run['dataset_version']}`, {run['n_turns']} held-out agent turns.\n")
-    body.append(f"<h1>{html.escape(title)}</h1><p class='muted'>Generated {now()} · dataset <code>{run['dataset_version']}</code> · "
-                f"{run['n_turns']} held-out agent turns (test split, never trained on)</p>")
+    def __init__(self) -> None:
+        self.md: list[str] = []
+        self.body: list[str] = []
+
+    def add(self, md: str, body: str) -> None:
+        self.md.append(md)
+        self.body.append(body)
+
+    def paragraph(self, text: str, *, md_prefix: str = "", markup: bool = True) -> None:
+        """A paragraph; its **bold**, *italic* and `code` become HTML unless markup is False (shown as written)."""
+        self.add(f"{md_prefix}{text}\n", f"<p>{_md_inline(text) if markup else html.escape(text)}</p>")
+
+    def table(self, title: str, header: list[str], rows: list[list[str]]) -> None:
+        self.add(f"\n## {title}\n\n| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n" +
+                 "\n".join("| " + " | ".join(r) + " |" for r in rows) + "\n",
+                 f"<h2>{html.escape(title)}</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) +
+                 "</tr>" + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+                 + "</table>")
+
+
+def _judge_note(run: dict) -> str:
+    if run["judge"]:
+        return (f"Judge: **{run['judge']}** graded correctness, completeness and safety against the reference; student "
+                "vs teacher was also compared pairwise, asked in both orders to cancel position bias.")
+    return ("**Judge skipped**: no capable judge model is configured (the offline stand-ins are not judges). "
+            "Set a teacher endpoint, or `assistant eval --judge BASE_URL#MODEL`, to add judge accuracy.")
+
+
+def _head(page: Page, run: dict, title: str, summary: dict, definition: str, models: dict) -> None:
+    """Title, verdicts, what accuracy means here, and whether the teacher was the offline stand-in."""
+    page.add(f"# {title}\n\nGenerated {now()} from dataset `{run['dataset_version']}`, {run['n_turns']} held-out agent turns.\n",
+             f"<h1>{html.escape(title)}</h1><p class='muted'>Generated {now()} · dataset <code>{run['dataset_version']}</code> · "
+             f"{run['n_turns']} held-out agent turns (test split, never trained on)</p>")
     v = verdicts(summary)
     if v:
-        md.append("\n".join(f"- {x}" for x in v) + "\n")
-        body.append("<div class='verdict'><ul>" + "".join(f"<li>{_md_inline(x)}</li>" for x in v) + "</ul></div>")
-    md.append(definition + "\n")
-    body.append(f"<p>{_md_inline(definition)}</p>")
-    if teacher_note:
-        md.append(f"> {teacher_note}\n")
-        body.append(f"<p class='note'>{html.escape(teacher_note)}</p>")
+        page.add("\n".join(f"- {x}" for x in v) + "\n",
+                 "<div class='verdict'><ul>" + "".join(f"<li>{_md_inline(x)}</li>" for x in v) + "</ul></div>")
+    page.paragraph(definition)
+    if models.get("teacher", {}).get("name") == "case-based":
+        note = ("The teacher here is the offline case-based stand-in (no teacher API configured): it answers with "
+                "agents' replies from similar resolved conversations, never from the test conversations.")
+        page.add(f"> {note}\n", f"<p class='note'>{html.escape(note)}</p>")
 
-    def table(title_, header, rows):
-        md.append(f"\n## {title_}\n\n| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n" +
-                  "\n".join("| " + " | ".join(r) + " |" for r in rows) + "\n")
-        body.append(f"<h2>{html.escape(title_)}</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) +
-                    "</tr>" + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
 
+def _arm_row(arm: str, s: dict, models: dict) -> list[str]:
+    model = models.get(arm, {}).get("name") or ("router: student + teacher" if arm == "routed" else "–")
+    return [ARM_LABELS[arm], model, _fmt(s["accuracy"], "acc"), _fmt(s["gold_recall"], "x"), _fmt(s["rouge_l"], "x"),
+            "–" if s["bleu"] is None else f"{s['bleu']:.1f}", _fmt(s["semantic_similarity"], "x"),
+            _fmt(s["judge_accuracy"], "acc"), _fmt(s["p50_ms"], "ms"), _fmt(s["p95_ms"], "ms"),
+            "–" if not s["tokens_per_s"] else f"{s['tokens_per_s']:.0f}", _fmt(s["cost_per_1000"], "usd"),
+            "–" if s["teacher_share"] is None else f"{s['teacher_share']:.0%}"]
+
+
+def _arm_tables(page: Page, summary: dict, models: dict) -> None:
     if "teacher" in summary and "student" in summary:
-        table("Headline: teacher vs distilled student", ["", "Teacher", "Distilled student", "Change"],
-              _headline_rows(summary, "teacher", "student"))
+        page.table("Headline: teacher vs distilled student", ["", "Teacher", "Distilled student", "Change"],
+                   _headline_rows(summary, "teacher", "student"))
     if "base" in summary and "student" in summary:
-        table("Base vs distilled student", ["", "Base student", "Distilled student", "Change"],
-              _headline_rows(summary, "base", "student"))
-    arms = [a for a in ARM_LABELS if a in summary]
-    table("All arms", ["Arm", "Model", "Accuracy (95% CI)", "Gold-fact recall", "ROUGE-L", "BLEU", "Semantic sim.",
-                       "Judge accuracy", "p50", "p95", "Tokens/s", "Cost / 1k", "To teacher"],
-          [[ARM_LABELS[a], models.get(a, {}).get("name") or ("router: student + teacher" if a == "routed" else "–"), _fmt(summary[a]["accuracy"], "acc"),
-            _fmt(summary[a]["gold_recall"], "x"), _fmt(summary[a]["rouge_l"], "x"),
-            "–" if summary[a]["bleu"] is None else f"{summary[a]['bleu']:.1f}", _fmt(summary[a]["semantic_similarity"], "x"),
-            _fmt(summary[a]["judge_accuracy"], "acc"), _fmt(summary[a]["p50_ms"], "ms"), _fmt(summary[a]["p95_ms"], "ms"),
-            "–" if not summary[a]["tokens_per_s"] else f"{summary[a]['tokens_per_s']:.0f}", _fmt(summary[a]["cost_per_1000"], "usd"),
-            "–" if summary[a]["teacher_share"] is None else f"{summary[a]['teacher_share']:.0%}"] for a in arms])
-    md.append(f"\n{judge_note}\n")
-    body.append(f"<p>{_md_inline(judge_note)}</p>")
+        page.table("Base vs distilled student", ["", "Base student", "Distilled student", "Change"],
+                   _headline_rows(summary, "base", "student"))
+    page.table("All arms", ["Arm", "Model", "Accuracy (95% CI)", "Gold-fact recall", "ROUGE-L", "BLEU", "Semantic sim.",
+                            "Judge accuracy", "p50", "p95", "Tokens/s", "Cost / 1k", "To teacher"],
+               [_arm_row(a, summary[a], models) for a in ARM_LABELS if a in summary])
 
-    def depth_cell(d):
+
+def _depth_section(page: Page, by_depth: dict, items: list[dict]) -> None:
+    """Accuracy by turn depth, warnings for arms that lose the context, and the pairwise tally."""
+    def cell(d):
         return "–" if d["accuracy"] is None else f"{_fmt(d['accuracy'], 'acc')}, n={d['n']}"
 
-    table("Accuracy by turn depth", ["Arm"] + [f"Turns {label}" for label, _, _ in DEPTH_BUCKETS] + ["6+ vs 1-2"],
-          [[ARM_LABELS.get(a, a)] + [depth_cell(d[label]) for label, _, _ in DEPTH_BUCKETS]
-           + ["–" if depth_gap(d) is None else f"{depth_gap(d):+.0f} points"] for a, d in by_depth.items()])
+    page.table("Accuracy by turn depth", ["Arm"] + [f"Turns {label}" for label, _, _ in DEPTH_BUCKETS] + ["6+ vs 1-2"],
+               [[ARM_LABELS.get(a, a)] + [cell(d[label]) for label, _, _ in DEPTH_BUCKETS]
+                + ["–" if depth_gap(d) is None else f"{depth_gap(d):+.0f} points"] for a, d in by_depth.items()])
     depth_text = ("Depth = the agent turn's number in its conversation (how many customer messages came before it); "
                   "n = turns counted. A model that loses earlier context (a name or an order number given once, "
                   "\"as I said above\") scores lower on deep turns than on the first ones.")
     for line in [depth_text] + depth_notes(by_depth):
-        md.append(line + "\n")
-        body.append(f"<p>{_md_inline(line)}</p>")
+        page.paragraph(line)
     pair = [it.get("pairwise_vs_teacher") for it in items if it["arm"] == "student" and it.get("pairwise_vs_teacher")]
     if pair:
-        line = (f"Pairwise (student vs teacher, both orders): student better {pair.count('first')}, teacher better "
-                f"{pair.count('second')}, tie or inconsistent {pair.count('tie')}.")
-        md.append(line + "\n")
-        body.append(f"<p>{html.escape(line)}</p>")
+        page.paragraph(f"Pairwise (student vs teacher, both orders): student better {pair.count('first')}, teacher better "
+                       f"{pair.count('second')}, tie or inconsistent {pair.count('tie')}.", markup=False)
 
-    body.append("<h2>Plots</h2><div class='grid'>" + "".join(
-        f"<figure><img alt='{html.escape(k)}' src='data:image/png;base64,{b}'/><figcaption>{html.escape(k)}</figcaption></figure>"
-        for k, b in figures.items()) + "</div>")
-    md.append("\n## Plots\n\nSee the HTML report (plots are embedded there).\n")
 
-    online_rows = [[arm, str(s["exchanges"]), str(s["rated"]),
-                    "–" if s["thumbs_up_rate"] is None else f"{s['thumbs_up_rate']:.0%}", _fmt(s["p50_latency_ms"], "ms"),
-                    _fmt(s["p95_latency_ms"], "ms"), _fmt(s["cost_per_1000"], "usd")] for arm, s in sorted(online["arms"].items())]
-    if online_rows:
-        table("Online: from the chat logs", ["Arm", "Exchanges", "Rated", "Thumbs up", "p50", "p95", "Cost / 1k"], online_rows)
-        comp = online["student_vs_teacher_thumbs"]
-        sentence = comp["plain"] if comp else "Not enough rated student and teacher replies to compare thumbs-up rates yet."
-        sh = online["shadow"]
-        sentence += (f" Shadow answers: {sh['answers']} stored, {sh['judged']} judged"
-                     + (f"; the judge found the student accurate on {sh['student_accuracy']:.0%} of shadowed turns." if sh["student_accuracy"] is not None else "."))
-        md.append(sentence + "\n")
-        body.append(f"<p>{html.escape(sentence)}</p>")
-    else:
-        md.append("\n## Online\n\nNo chat exchanges logged yet.\n")
-        body.append("<h2>Online: from the chat logs</h2><p>No chat exchanges logged yet.</p>")
+def _plots_section(page: Page, figures: dict[str, str]) -> None:
+    page.add("\n## Plots\n\nSee the HTML report (plots are embedded there).\n",
+             "<h2>Plots</h2><div class='grid'>" + "".join(
+                 f"<figure><img alt='{html.escape(k)}' src='data:image/png;base64,{b}'/><figcaption>{html.escape(k)}"
+                 "</figcaption></figure>" for k, b in figures.items()) + "</div>")
 
-    if worst:
-        md.append("\n## Worst student answers, for review\n")
-        body.append("<h2>Worst student answers, for review</h2>")
-        for w in worst:
-            facts = ", ".join(w["gold_facts"]) or "none"
-            md.append(f"\n**Customer ({w['intent']}):** {w['customer']}\n\n- Student: {w['student']}\n- Teacher: {w['teacher']}\n"
-                      f"- Reference: {w['reference']}\n- Gold facts: {facts}\n")
-            body.append(f"<div class='case'><p><b>Customer</b> <span class='muted'>({html.escape(w['intent'])})</span>: "
-                        f"{html.escape(w['customer'])}</p><table class='side'><tr><th>Student</th><th>Teacher</th><th>Reference</th></tr>"
-                        f"<tr><td>{html.escape(w['student'])}</td><td>{html.escape(w['teacher'])}</td><td>{html.escape(w['reference'])}</td></tr>"
-                        f"</table><p class='muted'>Gold facts: {html.escape(facts)}</p></div>")
 
-    prov = [f"Dataset: {run['dataset_version']}", "Models: " + "; ".join(f"{a}: {m['name']} ({m['version']}; {m.get('description') or 'no description'})"
-                                                                for a, m in models.items()),
+def _online_section(page: Page, online: dict) -> None:
+    """What the chat logs say per arm: exchanges, thumbs, latency, cost; and the shadow answers."""
+    rows = [[arm, str(s["exchanges"]), str(s["rated"]),
+             "–" if s["thumbs_up_rate"] is None else f"{s['thumbs_up_rate']:.0%}", _fmt(s["p50_latency_ms"], "ms"),
+             _fmt(s["p95_latency_ms"], "ms"), _fmt(s["cost_per_1000"], "usd")] for arm, s in sorted(online["arms"].items())]
+    if not rows:
+        page.add("\n## Online\n\nNo chat exchanges logged yet.\n",
+                 "<h2>Online: from the chat logs</h2><p>No chat exchanges logged yet.</p>")
+        return
+    page.table("Online: from the chat logs", ["Arm", "Exchanges", "Rated", "Thumbs up", "p50", "p95", "Cost / 1k"], rows)
+    comp, sh = online["student_vs_teacher_thumbs"], online["shadow"]
+    sentence = comp["plain"] if comp else "Not enough rated student and teacher replies to compare thumbs-up rates yet."
+    sentence += (f" Shadow answers: {sh['answers']} stored, {sh['judged']} judged"
+                 + (f"; the judge found the student accurate on {sh['student_accuracy']:.0%} of shadowed turns."
+                    if sh["student_accuracy"] is not None else "."))
+    page.paragraph(sentence, markup=False)
+
+
+def _worst_section(page: Page, worst: list[dict]) -> None:
+    if not worst:
+        return
+    page.add("\n## Worst student answers, for review\n", "<h2>Worst student answers, for review</h2>")
+    for w in worst:
+        facts = ", ".join(w["gold_facts"]) or "none"
+        page.add(f"\n**Customer ({w['intent']}):** {w['customer']}\n\n- Student: {w['student']}\n- Teacher: {w['teacher']}\n"
+                 f"- Reference: {w['reference']}\n- Gold facts: {facts}\n",
+                 f"<div class='case'><p><b>Customer</b> <span class='muted'>({html.escape(w['intent'])})</span>: "
+                 f"{html.escape(w['customer'])}</p><table class='side'><tr><th>Student</th><th>Teacher</th><th>Reference</th></tr>"
+                 f"<tr><td>{html.escape(w['student'])}</td><td>{html.escape(w['teacher'])}</td><td>{html.escape(w['reference'])}</td></tr>"
+                 f"</table><p class='muted'>Gold facts: {html.escape(facts)}</p></div>")
+
+
+def _provenance(page: Page, run: dict, models: dict, config: dict) -> None:
+    """The dataset, models and run behind the numbers, and the command that produces them again."""
+    reproduce = (f"assistant eval --dataset {run['dataset_version']} --arms {','.join(config.get('arms', []))}"
+                 + (f" --student {config['student']}" if config.get("student") else "") + " && assistant report")
+    prov = [f"Dataset: {run['dataset_version']}",
+            "Models: " + "; ".join(f"{a}: {m['name']} ({m['version']}; {m.get('description') or 'no description'})"
+                                   for a, m in models.items()),
             f"Evaluation run {run['id']}, started {run['started_at']}, finished {run['finished_at']}",
             f"Reproduce: {reproduce}"]
-    md.append("\n## What produced this report\n\n" + "\n".join(f"- {p}" for p in prov) + "\n")
-    body.append("<h2>What produced this report</h2><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in prov) + "</ul>")
+    page.add("\n## What produced this report\n\n" + "\n".join(f"- {p}" for p in prov) + "\n",
+             "<h2>What produced this report</h2><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in prov) + "</ul>")
 
-    out_dir = settings.home / "reports"
+
+def _write(page: Page, title: str, run_id: int, out_dir: Path) -> tuple[Path, Path]:
+    """report-<run>.html and .md, and the same as latest.*; the HTML is self-contained."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>"
-    html_path, md_path = out_dir / f"report-{run['id']}.html", out_dir / f"report-{run['id']}.md"
-    html_path.write_text(page, encoding="utf-8")
-    md_path.write_text("\n".join(md), encoding="utf-8")
-    (out_dir / "latest.html").write_text(page, encoding="utf-8")
-    (out_dir / "latest.md").write_text("\n".join(md), encoding="utf-8")
+    text = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"
+            f"</head><body>{''.join(page.body)}</body></html>")
+    md = "\n".join(page.md)
+    html_path, md_path = out_dir / f"report-{run_id}.html", out_dir / f"report-{run_id}.md"
+    for path, content in ((html_path, text), (md_path, md), (out_dir / "latest.html", text), (out_dir / "latest.md", md)):
+        path.write_text(content, encoding="utf-8")
     return html_path, md_path
 
 
-def _md_inline(text: str) -> str:
-    import re
+def build_report(store: Store, settings, run_id: int | None = None) -> tuple[Path, Path]:
+    """Render an evaluation run (default: the latest) and the chat logs into $ASSISTANT_HOME/reports."""
+    run, items = load_run(store, run_id)
+    summary, acc_key, definition = summarise(items, json.loads(run["measurements"] or "{}"))
+    models = json.loads(run["models"] or "{}")
+    by_depth = depth_breakdown(items, acc_key)
+    title = f"Distillation A/B report — run {run['id']}"
+    page = Page()
+    _head(page, run, title, summary, definition, models)
+    _arm_tables(page, summary, models)
+    page.paragraph(_judge_note(run), md_prefix="\n")
+    _depth_section(page, by_depth, items)
+    _plots_section(page, plots(items, summary, acc_key, by_depth))
+    _online_section(page, online_stats(store))
+    _worst_section(page, worst_student_answers(items))
+    _provenance(page, run, models, json.loads(run["config"] or "{}"))
+    return _write(page, title, run["id"], settings.home / "reports")
 
+
+def _md_inline(text: str) -> str:
     escaped = html.escape(text)
     escaped = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escaped)
     escaped = re.sub(r"\*(.+?)\*", r"<i>\1</i>", escaped)
