@@ -1,4 +1,10 @@
-"""The student's prompt layout: grounding inline, one turn at a time, and the context window it is read in.
+"""Prompt grounding: how retrieved and imported text is laid out in prompts, and the student's layout.
+
+Every prompt treats imported and retrieved text as data. `escape_data` is the one escaping function, and
+`render_transcript`, `render_article` and `render_case` the one way a transcript, a KB passage and a past
+case are written into the teacher's, the labeller's and the judge's prompts.
+
+The student's prompt layout: grounding inline, one turn at a time, and the context window it is read in.
 
 One function builds the layout for training and for serving (`student_layout`), so a student is
 served exactly the prompt it learned from. The layout is append-only: the KB passage and the
@@ -77,6 +83,35 @@ def escape_data(text: str) -> str:
     """
     return _LINE_BREAK.sub("\n  ", text.translate(_BRACKETS))
 
+
+# ---- data blocks of the teacher's, the labeller's and the judge's prompts ------------------------
+
+SPEAKERS = {"user": "Customer", "assistant": "Agent", "system": "Note"}
+
+
+def render_transcript(history: Sequence[dict]) -> str:
+    """One line per message, `Customer:` / `Agent:` first; the text escaped, so it cannot forge a line."""
+    return "\n".join(f"{SPEAKERS.get(m['role'], escape_data(m['role']))}: {escape_data(m['content'])}"
+                     for m in history)
+
+
+def render_article(n: int, text: str) -> str:
+    """A knowledge-base passage, escaped inside our own <article> wrapper."""
+    return f'<article n="{n}">\n{escape_data(text)}\n</article>'
+
+
+def render_case(n: int, history: Sequence[dict], reply: str, max_history_chars: int | None = None) -> str:
+    """A similar past case: its last turns and the agent's reply, escaped inside our own <case> wrapper.
+
+    The one case renderer of every prompt. A transcript over `max_history_chars` loses its start; the cut is
+    marked with "...", so words cut out of the middle of a message never begin a line of the prompt."""
+    transcript = render_transcript(history)
+    if max_history_chars and len(transcript) > max_history_chars:
+        transcript = "..." + transcript[-max_history_chars:]
+    return f'<case n="{n}">\n{transcript}\nAgent reply: {escape_data(reply)}\n</case>'
+
+
+# ---- the student's layout ----------------------------------------------------------------------
 
 def _clip(text: str, limit: int) -> str:
     text = " ".join(text.split())
