@@ -378,51 +378,10 @@ def import_file(store: Store, path: Path | str, fmt: str | None = None, *, scrub
         if waited >= 1:
             summary.warnings.append(f"waited {waited:.0f} s for another import into this store to finish")
         started, t0 = now(), time.perf_counter()
-        db = store.db
-        existing = {r[0] for r in db.conn.execute("SELECT content_hash FROM conversations")}
-        near = NearDuplicateIndex(near_duplicate_threshold)
-        for cid, blob in db.conn.execute("SELECT id, minhash FROM conversations WHERE minhash IS NOT NULL"):
-            near.add(cid, np.frombuffer(blob, dtype=np.uint64))
-        if db.conn.in_transaction:
-            db.conn.commit()  # end the read: the swap writes through its own connection
+        existing, near = _stored_so_far(store, near_duplicate_threshold)
         staging = Staging(store, batch_rows)
         try:
-            created = now()
-            for item in items:
-                if isinstance(item, formats.Note):
-                    if item.text.startswith("encoding: "):
-                        summary.encoding = item.text[len("encoding: "):]
-                    summary.warnings.append(item.text)
-                    continue
-                summary.read += 1
-                if progress and summary.read % 500 == 0:
-                    progress(summary.read)
-                if isinstance(item, formats.Bad):
-                    summary.rejected.append((item.where, item.reason))
-                    continue
-                try:
-                    row, pii, notes = prepare(item.conversation, path.name, scrub)
-                except InputError as exc:
-                    summary.rejected.append((item.where, str(exc)))
-                    continue
-                if row["content_hash"] in existing:
-                    summary.duplicates += 1
-                    continue
-                existing.add(row["content_hash"])
-                summary.pii.update(pii)
-                summary.notes.update(notes)
-                summary.turns[row["n_messages"]] += 1
-                if row["intent"]:
-                    summary.intents[row["intent"]] += 1
-                summary.tags.update(str(t) for t in row["tags"])
-                match = near.find(row["minhash"])
-                if match:
-                    summary.near_duplicates += 1
-                row["created_at"] = created
-                sig = row["minhash"]
-                row["minhash"] = sig.tobytes()
-                near.add(staging.add(row, match), sig)
-                summary.imported += 1
+            _stage_items(items, summary, staging, existing, near, progress)
             _refuse_unless_importable(path, summary)
 
             def final(import_id: int, inserted: int) -> dict:
@@ -445,6 +404,59 @@ def import_file(store: Store, path: Path | str, fmt: str | None = None, *, scrub
     if progress:
         progress(summary.read)
     return summary
+
+
+def _stored_so_far(store: Store, near_duplicate_threshold: float) -> tuple[set[str], NearDuplicateIndex]:
+    """Content hashes and near-duplicate signatures of the conversations already in the store."""
+    db = store.db
+    existing = {r[0] for r in db.conn.execute("SELECT content_hash FROM conversations")}
+    near = NearDuplicateIndex(near_duplicate_threshold)
+    for cid, blob in db.conn.execute("SELECT id, minhash FROM conversations WHERE minhash IS NOT NULL"):
+        near.add(cid, np.frombuffer(blob, dtype=np.uint64))
+    if db.conn.in_transaction:
+        db.conn.commit()  # end the read: the swap writes through its own connection
+    return existing, near
+
+
+def _stage_items(items: Iterator[formats.Item], summary: ImportSummary, staging: Staging, existing: set[str],
+                 near: NearDuplicateIndex, progress: Callable[[int], None] | None) -> None:
+    """Prepare every record and stage the new ones; the summary counts what happened to each."""
+    created = now()
+    for item in items:
+        if isinstance(item, formats.Note):
+            if item.text.startswith("encoding: "):
+                summary.encoding = item.text[len("encoding: "):]
+            summary.warnings.append(item.text)
+            continue
+        summary.read += 1
+        if progress and summary.read % 500 == 0:
+            progress(summary.read)
+        if isinstance(item, formats.Bad):
+            summary.rejected.append((item.where, item.reason))
+            continue
+        try:
+            row, pii, notes = prepare(item.conversation, summary.source, summary.scrub)
+        except InputError as exc:
+            summary.rejected.append((item.where, str(exc)))
+            continue
+        if row["content_hash"] in existing:
+            summary.duplicates += 1
+            continue
+        existing.add(row["content_hash"])
+        summary.pii.update(pii)
+        summary.notes.update(notes)
+        summary.turns[row["n_messages"]] += 1
+        if row["intent"]:
+            summary.intents[row["intent"]] += 1
+        summary.tags.update(str(t) for t in row["tags"])
+        match = near.find(row["minhash"])
+        if match:
+            summary.near_duplicates += 1
+        row["created_at"] = created
+        sig = row["minhash"]
+        row["minhash"] = sig.tobytes()
+        near.add(staging.add(row, match), sig)
+        summary.imported += 1
 
 
 def _refuse_unless_importable(path: Path, summary: ImportSummary) -> None:

@@ -22,11 +22,14 @@ from assistant.errors import InputError
 
 MAX_MESSAGE_CHARS = 8000
 
+# The one role map: readers (distill.formats) keep roles as the export spelled them and this decides,
+# lower-cased and stripped. ShareGPT's names (human, gpt, chatgpt, bing, bard, model) are here too.
 ROLE_MAP = {
     "user": "user", "customer": "user", "human": "user", "client": "user", "requester": "user", "contact": "user",
     "end-user": "user", "end_user": "user", "visitor": "user", "lead": "user",
     "assistant": "assistant", "agent": "assistant", "gpt": "assistant", "bot": "assistant", "admin": "assistant",
     "support": "assistant", "operator": "assistant", "staff": "assistant", "model": "assistant",
+    "chatgpt": "assistant", "bing": "assistant", "bard": "assistant",
     "system": "system", "developer": "system",
 }
 

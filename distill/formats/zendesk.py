@@ -1,0 +1,56 @@
+"""Zendesk tickets with their "comments" (the Support API's ticket export and incremental exports).
+
+A comment by the ticket's requester is the user's, any other author answers for the company; comments
+with "public": false are internal notes and are dropped. Each comment's own "metadata" (IP addresses,
+user agents) is never read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from distill.encoding import Encoding
+from distill.formats.common import Bad, Item, Parsed, flat_text, read_records
+
+if TYPE_CHECKING:
+    from distill.formats import Sample
+
+DESCRIPTION = "Zendesk tickets with comments"
+LIST_KEYS = ("tickets", "results")
+
+
+def sniff(sample: Sample) -> bool:
+    return isinstance(sample.record, dict) and "comments" in sample.record
+
+
+def read(path: Path, encoding: Encoding | None = None, **_) -> Iterator[Item]:
+    return read_records(path, LIST_KEYS, encoding, _ticket)
+
+
+def _ticket(where: str, rec) -> Parsed | Bad:
+    if not isinstance(rec, dict) or not isinstance(rec.get("comments"), list):
+        return Bad(where, 'expected a ticket with a "comments" list')
+    ticket_id = rec.get("id")
+    requester_obj = rec.get("requester") if isinstance(rec.get("requester"), dict) else {}
+    requester = rec.get("requester_id")
+    requester = requester if requester is not None else requester_obj.get("id")
+    msgs = []
+    for c in rec["comments"]:
+        if not isinstance(c, dict) or c.get("public") is False:
+            continue  # internal notes never reach a customer or a model
+        author = c.get("author_id")
+        role = "user" if (author == requester and requester is not None) else "assistant"
+        msgs.append({"role": role, "content": flat_text(c.get("plain_body") or c.get("body") or c.get("html_body")),
+                     "timestamp": c.get("created_at")})
+    satisfaction = rec.get("satisfaction_rating") if isinstance(rec.get("satisfaction_rating"), dict) else {}
+    via = rec.get("via") if isinstance(rec.get("via"), dict) else {}
+    meta = {
+        "conversation_id": ticket_id, "subject": rec.get("subject"), "tags": rec.get("tags") or [],
+        "status": rec.get("status"), "channel": via.get("channel"),
+        "created_at": rec.get("created_at"),
+        "resolution": "resolved" if rec.get("status") in ("solved", "closed") else rec.get("status"),
+        "csat": {"good": 5, "bad": 1}.get(satisfaction.get("score")),
+        "customer_name": requester_obj.get("name"),
+    }
+    return Parsed(f"ticket {ticket_id}" if ticket_id is not None else where, {"messages": msgs, "metadata": meta})
