@@ -443,6 +443,26 @@ class Store:
     def count(self, table: str) -> int:
         return self.db[table].count
 
+    def latest_label_job(self) -> int | None:
+        """The id of the newest label job, None before the first."""
+        return next(self.db.query("SELECT max(id) AS id FROM label_jobs"))["id"]
+
+    def rejected_labels(self, job_id: int, limit: int) -> list[dict]:
+        """A label job's rejected labels, in the order written: conversation_id, message_index, reason, reply."""
+        return list(self.db.query(
+            "SELECT conversation_id, message_index, reason, reply FROM labels WHERE job_id = ? AND status = 'rejected' "
+            "ORDER BY id LIMIT ?", [job_id, limit]))
+
+    def rejection_reasons(self, job_id: int) -> list[tuple[str, int]]:
+        """Why a label job's labels were rejected: (reason, how many), the commonest first."""
+        return [(r["reason"], r["n"]) for r in self.db.query(
+            "SELECT reason, count(*) AS n FROM labels WHERE job_id = ? AND status = 'rejected' "
+            "GROUP BY reason ORDER BY n DESC", [job_id])]
+
+    def datasets(self) -> list[dict]:
+        """Every dataset version, oldest first."""
+        return list(self.db["datasets"].rows_where(order_by="id"))
+
 
 def open_store(settings) -> Store:
     settings.ensure_home()
