@@ -1,8 +1,8 @@
 """Starts the public chat and the signed-in console (same as `assistant serve`)."""
 
-from distill.sample import open_services
 from assistant.settings import get_settings
-from assistant.web import serve
+from assistant.shells.web import serve
+from distill.sample import open_services
 
 if __name__ == "__main__":
     serve(open_services(get_settings()))

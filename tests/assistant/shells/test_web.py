@@ -12,26 +12,14 @@ from gradio_client import Client, handle_file
 
 from assistant.errors import ConfigError, InputError
 from assistant.limits import RateLimiter
-from assistant.models import FakeModel
-from assistant.retrieval import CaseBase, KnowledgeBase, Retriever
-from assistant.router import RuleRouter
-from assistant.services import Services
-from assistant.store import open_store
-from assistant.ui import shown
+from assistant.shells.web import build_servers, is_loopback, serve
 from assistant.users import add_user, authenticator, load_users, read_users_file, remove_user, users_path
-from assistant.web import build_servers, serve
+from tests.assistant.shells.conftest import make_services
 from tests.conftest import free_port
+from tests.importing import FIXTURES
 
 CONSOLE_ENDPOINTS = {"/import_transcripts", "/import_kb", "/label", "/retrain", "/cancel_retrain", "/evaluate",
                      "/job_status", "/models", "/rollback"}
-
-
-def make_services(settings, fake_embedder, **overrides):
-    settings = replace(settings, port=free_port(), **overrides)
-    retriever = Retriever(KnowledgeBase([], fake_embedder), CaseBase([], fake_embedder))
-    return Services(settings=settings, store=open_store(settings), retriever=retriever,
-                    student=FakeModel("student-fake", "student"), teacher=FakeModel("teacher-fake", "teacher"),
-                    router=RuleRouter())
 
 
 @pytest.fixture
@@ -57,9 +45,7 @@ def test_the_public_chat_api_holds_only_chat_functions(public):
         assert httpx.post(f"{running.chat_url}gradio_api/call/{name}", json={"data": []}, timeout=60).status_code >= 400
 
 
-def test_the_console_refuses_anonymous_callers_and_serves_signed_in_ones(public, tmp_path):
-    from tests.importing import FIXTURES
-
+def test_the_console_refuses_anonymous_callers_and_serves_signed_in_ones(public):
     services, running = public
     with pytest.raises(Exception):
         Client(running.console_url, verbose=False)  # no sign-in: not even the API description
@@ -88,6 +74,19 @@ def test_without_users_a_public_bind_keeps_the_console_on_loopback(settings, fak
     mounted = lambda app: {getattr(r, "path", None) for r in app.routes}  # noqa: E731
     assert "/console" not in mounted(public) and "/console" in mounted(private)
     assert "loopback only" in running.lines()[1] and running.console_url.startswith("http://127.0.0.1:")
+
+
+def test_without_users_a_loopback_bind_serves_the_console_on_the_same_server(settings, fake_embedder):
+    services = make_services(settings, fake_embedder)
+    apps, running = build_servers(services)
+    [(public, host, port)] = apps
+    assert host == "127.0.0.1" and "/console" in {getattr(r, "path", None) for r in public.routes}
+    assert running.console_url == f"http://127.0.0.1:{port}/console/" and not running.console_signin
+
+
+def test_is_loopback_names_only_loopback_addresses():
+    assert all(map(is_loopback, ["localhost", "127.0.0.1", "127.5.0.1", "::1"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.5", "support.example.com"]))
 
 
 def test_a_visitor_cannot_choose_the_model_and_sees_no_internals(public):
@@ -130,14 +129,6 @@ def test_rate_limiter_counts_per_key_in_a_sliding_minute():
     assert limiter.wait_for({"a": 0}) == 0  # 0 is no limit
     # refused on one key: nothing counted on the other
     assert limiter.wait_for({"c": 5, "a": 2}) > 0 and limiter.wait_for({"c": 1}) == 0
-
-
-def test_replies_are_shown_as_text_and_images_load_nothing():
-    assert shown("see ![logo](https://evil.example/t.png?u=1 \"t\")") == "see [logo](https://evil.example/t.png?u=1)"
-    assert shown('<img src="https://evil.example/x.png" onerror="alert(1)">') == (
-        '&lt;img src="https://evil.example/x.png" onerror="alert(1)">')
-    assert shown("Settings > Devices & more") == "Settings > Devices & more"
-    assert shown("Orders ship in 1-2 days.") == "Orders ship in 1-2 days."
 
 
 def test_users_file_holds_only_hashes_and_checks_passwords(settings):

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 from assistant.retrieval import Embedder
+from assistant.shells.web import serve
 from distill.sample import open_services
-from assistant.web import serve
 from tests.conftest import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = Path(__file__).parent / "artifacts"
+ARTIFACTS = Path(__file__).parents[2] / "artifacts"  # tests/artifacts, as `make clean` and .gitignore expect
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it when run as root)")

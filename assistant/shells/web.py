@@ -19,8 +19,8 @@ import gradio as gr
 import uvicorn
 from fastapi import FastAPI
 
-from assistant.console import build_console_app
-from assistant.ui import CSS, build_chat_app
+from assistant.shells.chat_page import CSS, build_chat_app
+from assistant.shells.console import build_console_app
 from assistant.users import authenticator, load_users
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,11 @@
 """The `assistant` command: a thin edge over plain functions that tests call too.
 
-Domain errors (AssistantError) become one clear line on stderr and exit code 1; later issues add
-subcommands (import, label, train, eval, report) here.
+Each command parses its options, calls the functions below this layer (import_file, label,
+build_dataset, train_student, run_eval, build_report, the registry, Store reads) and prints their
+result. Domain errors (AssistantError) become one clear line on stderr and exit code 1. Commands import
+what they use inside themselves, so `assistant users` or `--help` starts without loading torch.
+Multi-GPU training runs it as `torchrun ... -m assistant.shells.cli train`: every command is registered
+before the `__main__` block at the end.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from functools import wraps
 import typer
 
 from assistant.errors import AssistantError
+from distill.formats import FORMATS
 
 app = typer.Typer(help="Customer-support assistant: a distilled student model, routed to a teacher when needed.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -49,8 +54,8 @@ def serve(
     open_browser: bool = typer.Option(False, "--open", help="Open the chat in a browser once it is up."),
 ):
     """Start the public chat and the signed-in console."""
+    from assistant.shells.web import serve as serve_web
     from distill.sample import open_services
-    from assistant.web import serve as serve_web
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = _settings(host=host, port=port)
@@ -100,7 +105,7 @@ def _parse_columns(spec: str | None) -> dict | None:
 @friendly
 def import_cmd(
     path: str = typer.Argument(..., help="Export file (or saved Hugging Face dataset folder)."),
-    format: str = typer.Option(None, "--format", help="openai, sharegpt, hf, csv, tsv, zendesk, intercom or freshdesk (default: detected)."),
+    format: str = typer.Option(None, "--format", help=f"{', '.join(FORMATS)} (default: detected)."),
     strict: bool = typer.Option(False, help="Import nothing if any record is bad."),
     scrub: bool = typer.Option(True, "--scrub/--no-scrub", help="Replace PII with typed placeholders before storing (on by default)."),
     csv_columns: str = typer.Option(None, help="CSV column names, e.g. conversation=ticket_id,role=sender,text=body,timestamp=sent."),
@@ -218,12 +223,10 @@ def labels_rejected(job: int = typer.Option(None, help="Label job id (default: t
     from assistant.store import open_store
 
     store = open_store(_settings())
-    job = job or next(store.db.query("SELECT max(id) AS id FROM label_jobs"))["id"]
-    rows = list(store.db.query("SELECT reason, count(*) AS n FROM labels WHERE job_id = ? AND status = 'rejected' "
-                               "GROUP BY reason ORDER BY n DESC", [job]))
-    typer.echo(f"label job {job}: " + (", ".join(f"{r['reason']} ({r['n']})" for r in rows) or "nothing rejected"))
-    for r in store.db.query("SELECT conversation_id, message_index, reason, reply FROM labels WHERE job_id = ? AND "
-                            "status = 'rejected' ORDER BY id LIMIT ?", [job, limit]):
+    job = job or store.latest_label_job()
+    reasons = store.rejection_reasons(job)
+    typer.echo(f"label job {job}: " + (", ".join(f"{reason} ({n})" for reason, n in reasons) or "nothing rejected"))
+    for r in store.rejected_labels(job, limit):
         typer.echo(f"- conversation {r['conversation_id']} turn {r['message_index']}: {r['reason']}\n    {r['reply'][:200]!r}")
 
 
@@ -233,7 +236,7 @@ def datasets_cmd():
     """List dataset versions."""
     from assistant.store import open_store
 
-    for r in open_store(_settings()).db.query("SELECT * FROM datasets ORDER BY id"):
+    for r in open_store(_settings()).datasets():
         typer.echo(f"{r['version']}  train {r['n_train']}  validation {r['n_validation']}  test {r['n_test']}  "
                    f"teacher: {r['teacher']}  {r['created_at']}  {r['path']}")
 
@@ -425,7 +428,6 @@ def show_settings():
     """Show the effective settings and the environment variables that set them."""
     for name, env, value, help_text in _settings().describe():
         typer.echo(f"{name:20} {value}\n{'':20} {env}: {help_text}")
-
 
 
 users_app = typer.Typer(help="Console users (sign-in for Import, Label, Retrain, Report, Models).", invoke_without_command=True)

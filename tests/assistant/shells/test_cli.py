@@ -1,0 +1,73 @@
+"""The CLI turns our errors into one clear line and a non-zero exit, and its commands call the plain functions."""
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from assistant.settings import REPO_ROOT
+from assistant.shells.cli import app
+from assistant.store import open_store
+from distill.formats import FORMATS
+from tests.importing import FIXTURES
+
+runner = CliRunner()
+
+
+def test_bad_input_is_one_line_and_exit_1(tmp_path):
+    result = runner.invoke(app, ["import", str(tmp_path / "missing.jsonl")])
+    assert result.exit_code == 1 and "error:" in result.output and "no such file" in result.output
+    # the error was caught and turned into an exit, not left to escape as an exception
+    assert isinstance(result.exception, SystemExit)
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_import_then_label_then_datasets():
+    result = runner.invoke(app, ["import", str(FIXTURES / "sharegpt.json")])
+    assert result.exit_code == 0 and "imported 2" in result.output
+    result = runner.invoke(app, ["label", "--source", "logged"])
+    assert result.exit_code == 0 and "label job 1: done" in result.output and "dataset ds-" in result.output
+    listing = runner.invoke(app, ["datasets"])
+    assert listing.exit_code == 0 and listing.output.startswith("ds-") and len(listing.output.splitlines()) == 1
+    assert "base student serves" in runner.invoke(app, ["models"]).output
+    rollback = runner.invoke(app, ["models", "rollback"])
+    assert rollback.exit_code == 1 and "nothing to roll back" in rollback.output
+
+
+def test_labels_rejected_counts_reasons_and_lists_the_latest_jobs_rejections(settings):
+    store = open_store(settings)
+    assert runner.invoke(app, ["import", str(FIXTURES / "sharegpt.json")]).exit_code == 0
+    for job in (1, 2):
+        store.insert("label_jobs", {"id": job, "source": "logged", "status": "done"})
+    for job, index, reason in [(1, 0, "old job"), (2, 0, "too short"), (2, 1, "too short"), (2, 2, "placeholder left")]:
+        store.insert("labels", {"job_id": job, "conversation_id": 1, "message_index": index, "source": "logged",
+                                "reply": f"reply {index}", "status": "rejected", "reason": reason})
+    lines = runner.invoke(app, ["labels", "rejected", "--limit", "2"]).output.splitlines()
+    assert lines[0] == "label job 2: too short (2), placeholder left (1)"
+    assert lines[1:] == ["- conversation 1 turn 0: too short", "    'reply 0'", "- conversation 1 turn 1: too short",
+                         "    'reply 1'"]
+    assert runner.invoke(app, ["labels", "rejected", "--job", "1"]).output.startswith("label job 1: old job (1)\n")
+
+
+def test_import_help_names_the_formats_the_importer_reads():
+    import typer
+
+    [option] = [p for p in typer.main.get_command(app).commands["import"].params if p.name == "format"]
+    assert option.help == f"{', '.join(FORMATS)} (default: detected)."
+
+
+def test_users_add_list_remove_and_every_command_exists_under_python_m(settings):
+    from assistant.users import authenticator, load_users
+
+    assert runner.invoke(app, ["users", "add", "lead", "--password-stdin"], input="correct-horse\n").exit_code == 0
+    assert runner.invoke(app, ["users"]).output.strip() == "lead"
+    assert authenticator(load_users(settings))("lead", "correct-horse")
+    short = runner.invoke(app, ["users", "add", "x", "--password-stdin"], input="abc\n")
+    assert short.exit_code == 1 and "at least 8" in short.output
+    assert runner.invoke(app, ["users", "remove", "lead"]).exit_code == 0
+    assert "no console users" in runner.invoke(app, ["users"]).output
+    # `python -m assistant.shells.cli` (how torchrun runs the CLI) runs the module as a script: every command
+    # must be registered before it runs
+    help_text = subprocess.run([sys.executable, "-m", "assistant.shells.cli", "users", "--help"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=120).stdout
+    assert "add" in help_text and "remove" in help_text
