@@ -1,3 +1,5 @@
+"""distill.formats.intercom: source plus conversation parts; notes dropped, bot and admin both answer."""
+
 from distill.importer import import_file
 from tests.importing import FIXTURES, all_text, new_store, stored
 

@@ -1,3 +1,5 @@
+"""distill.formats.csv: one row per message grouped into conversations; columns found by name or mapped."""
+
 import pytest
 
 from assistant.errors import InputError

@@ -1,3 +1,5 @@
+"""distill.formats.openai: chat JSONL with messages and metadata, through a whole import."""
+
 from distill.importer import import_file
 from tests.importing import FIXTURES, all_text, new_store, stored
 
@@ -21,12 +23,3 @@ def test_openai_jsonl(tmp_path):
     assert second["messages"][0]["content"] == "Can I pay by PayPal?\n\nalso Apple Pay?"
     assert second["messages"][1]["content"] == "Yes, both.\n\nSee billing settings."
     assert second["csat"] == 4.5
-
-
-def test_reimport_adds_nothing(tmp_path):
-    store = new_store(tmp_path)
-    import_file(store, FIXTURES / "openai_chat.jsonl")
-    again = import_file(store, FIXTURES / "openai_chat.jsonl")
-    assert again.imported == 0 and again.duplicates == 2
-    assert len(stored(store)) == 2
-    assert store.db["imports"].count == 2  # both runs are on record

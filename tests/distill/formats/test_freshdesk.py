@@ -1,3 +1,5 @@
+"""distill.formats.freshdesk: tickets with conversations; private notes dropped, body_text preferred."""
+
 from distill.importer import import_file
 from tests.importing import FIXTURES, all_text, new_store, stored
 

@@ -1,7 +1,10 @@
-"""Imports beside live chats: the store stays writable during an import, a failed or killed import leaves
-nothing, and two imports of one file at once insert it once."""
+"""distill.importer: bad input never corrupts the store (strict mode, crashes, fuzzing), re-imports add
+nothing, near-duplicates are flagged; and imports beside live chats: the store stays writable during an
+import, a failed or killed import leaves nothing, and two imports of one file at once insert it once."""
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,12 +13,118 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from typer.testing import CliRunner
 
+from assistant.errors import AssistantError, InputError
+from assistant.settings import Settings
+from assistant.store import Store
 from distill import importer
 from distill.importer import Staging, import_file
-from tests.importing import new_store, snapshot, stored, write_conversations
+from tests.importing import FIXTURES, new_store, snapshot, stored, write_conversations
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_strict_imports_nothing_when_anything_is_bad(tmp_path):
+    store = new_store(tmp_path)
+    with pytest.raises(InputError, match="nothing imported"):
+        import_file(store, FIXTURES / "openai_chat.jsonl", strict=True)
+    assert stored(store) == [] and store.db["imports"].count == 0
+
+
+def test_crash_mid_import_leaves_the_store_as_it_was(tmp_path, monkeypatch):
+    store = new_store(tmp_path)
+    import_file(store, FIXTURES / "sharegpt.json")
+    before = stored(store)
+    real = importer.prepare
+    calls = {"n": 0}
+
+    def crashing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # Ctrl-C halfway through
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(importer, "prepare", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        import_file(store, FIXTURES / "openai_chat.jsonl")
+    assert stored(store) == before and store.db["imports"].count == 1
+
+
+def test_reimport_adds_nothing(tmp_path):
+    store = new_store(tmp_path)
+    import_file(store, FIXTURES / "openai_chat.jsonl")
+    again = import_file(store, FIXTURES / "openai_chat.jsonl")
+    assert again.imported == 0 and again.duplicates == 2
+    assert len(stored(store)) == 2
+    assert store.db["imports"].count == 2  # both runs are on record
+
+
+def test_near_duplicates_are_flagged_across_files(tmp_path):
+    base = [{"role": "user", "content": "My thermostat shows offline since the storm yesterday, what should I try first?"},
+            {"role": "assistant", "content": "Restart it by holding the button for 20 seconds, then check the Wi-Fi signal is at least two bars in the app."}]
+    edited = [dict(base[0]), {"role": "assistant", "content": base[1]["content"] + " Thanks!"}]
+    (tmp_path / "a.jsonl").write_text(json.dumps({"messages": base}) + "\n")
+    (tmp_path / "b.jsonl").write_text(json.dumps({"messages": edited}) + "\n")
+    store = new_store(tmp_path)
+    import_file(store, tmp_path / "a.jsonl")
+    s = import_file(store, tmp_path / "b.jsonl")
+    assert s.imported == 1 and s.near_duplicates == 1
+    first, second = stored(store)
+    assert second["near_duplicate_of"] == first["id"] and second["near_duplicate_score"] >= 0.8
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode),
+                 st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                              lambda c: st.lists(c, max_size=4) | st.dictionaries(st.sampled_from(
+                                  ["messages", "role", "content", "conversations", "from", "value", "comments", "source",
+                                   "conversation_parts", "body", "public", "author_id", "requester_id", "incoming"]), c, max_size=4),
+                              max_leaves=20).map(lambda v: json.dumps(v).encode())),
+       st.sampled_from([".jsonl", ".json", ".csv", ".tsv", ".txt"]))
+def test_no_input_crashes_the_importer_with_anything_but_our_error(tmp_path, data, suffix):
+    path = tmp_path / f"fuzz{suffix}"
+    path.write_bytes(data)
+    store = new_store(tmp_path)
+    try:
+        s = import_file(store, path)
+        assert s.imported + s.duplicates + len(s.rejected) == s.read
+    except AssistantError:
+        pass
+
+
+def test_a_file_with_nothing_importable_is_an_error_and_stores_nothing(tmp_path):
+    store = new_store(tmp_path)
+    (tmp_path / "no_agents.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "hello?"}]}) + "\n")
+    with pytest.raises(InputError, match=r"no_agents\.jsonl: nothing importable.*line 1: no assistant message"):
+        import_file(store, tmp_path / "no_agents.jsonl")
+    assert snapshot(store) == {"conversations": [], "imports": []}
+
+
+BAD_FILES = [
+    ("broken.jsonl", r"broken\.jsonl: line 1: invalid JSON at column 122"),
+    ("no_agents.jsonl", r"no_agents\.jsonl: nothing importable.*line 1: no assistant message"),
+    ("binary.csv", r"binary\.csv: looks like a binary file"),
+    ("doc.json", r"doc\.json: invalid JSON at line 2, column 16: Expecting value"),
+    ("not_utf8.jsonl", r"not_utf8\.jsonl: line 1: invalid UTF-8 at byte 46"),
+]
+
+
+@pytest.mark.parametrize("name, message", BAD_FILES)
+def test_every_bad_file_exits_non_zero_names_place_and_reason_and_stores_nothing(tmp_path, name, message):
+    files = {"no_agents.jsonl": json.dumps({"messages": [{"role": "user", "content": "hello?"}]}).encode() + b"\n",
+             "binary.csv": b"\x00\x01\x02\xff" * 64, "doc.json": b'[\n  {"messages": ]}',
+             "not_utf8.jsonl": b'{"messages": [{"role": "user", "content": "caf\xe9"}]}\n'}
+    path = FIXTURES / name if name not in files else tmp_path / name
+    if name in files:
+        path.write_bytes(files[name])
+    result = CliRunner().invoke(__import__("assistant.cli", fromlist=["app"]).app, ["import", str(path)])
+    # an unhandled exception also exits 1 under CliRunner; our error path exits through SystemExit
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert re.search(message, result.output.replace("\n", " ")), result.output
+    db = Store(Settings.from_env().db_path)
+    assert snapshot(db) == {"conversations": [], "imports": []}
 
 
 def test_a_chat_can_log_exchanges_while_an_import_is_midway(tmp_path, monkeypatch):

@@ -1,3 +1,6 @@
+"""distill.kb: knowledge-base articles from folders and help-centre exports, versioned, in any text encoding."""
+
+import codecs
 import json
 
 import pytest
@@ -48,3 +51,19 @@ def test_bad_kb_input_is_named(tmp_path, fake_embedder):
     with pytest.raises(InputError, match="no such file"):
         import_kb(store, tmp_path / "missing", fake_embedder)
     assert store.kb_version() is None
+
+
+def test_kb_articles_in_legacy_encodings_and_utf16(tmp_path, fake_embedder):
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "retours.md").write_bytes("# Retours\n\nRetour gratuit sous 30 jours, reçu exigé.".encode("cp1252"))
+    (kb / "hours.html").write_bytes(codecs.BOM_UTF16_LE + "<title>Horaires</title><p>Ouvert 24/7 à Paris.</p>"
+                                    .encode("utf-16-le"))
+    store = new_store(tmp_path)
+    result = import_kb(store, kb, fake_embedder)
+    bodies = {a["title"]: a["body"] for a in store.kb_articles()}
+    assert bodies == {"Horaires": "Ouvert 24/7 à Paris.", "Retours": "Retour gratuit sous 30 jours, reçu exigé."}
+    assert any("retours.md" in w and "Windows-1252" in w for w in result.warnings)
+    (kb / "broken.md").write_bytes("# Été\n\nDéjà vu ".encode() + b"\xff\n")
+    with pytest.raises(InputError, match=r"broken\.md: line 3: bytes that are not valid UTF-8"):
+        import_kb(store, kb, fake_embedder)

@@ -1,3 +1,5 @@
+"""distill.pii: what the scrubber replaces (emails, phones, cards, IBANs, addresses ...) and what it must leave alone."""
+
 import pytest
 
 from distill.pii import Scrubber, luhn_ok, scrub_messages

@@ -1,3 +1,5 @@
+"""distill.formats.zendesk: tickets with comments; only public comments, no comment metadata."""
+
 from distill.importer import import_file
 from tests.importing import FIXTURES, all_text, new_store, stored
 

@@ -1,3 +1,5 @@
+"""distill.formats.hf: a saved Hugging Face dataset folder and a parquet file with a messages column."""
+
 import datasets
 
 from distill.importer import import_file

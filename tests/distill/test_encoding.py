@@ -1,4 +1,5 @@
-"""Text encodings of exports: BOMs, UTF-16 with and without BOM, a named fallback for legacy CSV, damaged UTF-8."""
+"""distill.encoding: the text encodings of exports (BOMs, UTF-16 with and without BOM, a named fallback for
+legacy CSV, damaged UTF-8), through the importer and on its own."""
 
 import codecs
 import json
@@ -8,7 +9,6 @@ import pytest
 from assistant.errors import InputError
 from distill.encoding import choose, sniff_unicode
 from distill.importer import import_file
-from distill.kb import import_kb
 from tests.importing import FIXTURES, all_text, new_store, snapshot, stored
 
 
@@ -102,19 +102,3 @@ def test_sniffing_rules():
     assert choose("naïve".encode()).is_plain_utf8
     assert choose("naïve".encode("latin-1")).codec == "cp1252"
     assert choose(b"\x81\x8d caf\xe9").codec == "latin-1"  # bytes Windows-1252 leaves undefined
-
-
-def test_kb_articles_in_legacy_encodings_and_utf16(tmp_path, fake_embedder):
-    kb = tmp_path / "kb"
-    kb.mkdir()
-    (kb / "retours.md").write_bytes("# Retours\n\nRetour gratuit sous 30 jours, reçu exigé.".encode("cp1252"))
-    (kb / "hours.html").write_bytes(codecs.BOM_UTF16_LE + "<title>Horaires</title><p>Ouvert 24/7 à Paris.</p>"
-                                    .encode("utf-16-le"))
-    store = new_store(tmp_path)
-    result = import_kb(store, kb, fake_embedder)
-    bodies = {a["title"]: a["body"] for a in store.kb_articles()}
-    assert bodies == {"Horaires": "Ouvert 24/7 à Paris.", "Retours": "Retour gratuit sous 30 jours, reçu exigé."}
-    assert any("retours.md" in w and "Windows-1252" in w for w in result.warnings)
-    (kb / "broken.md").write_bytes("# Été\n\nDéjà vu ".encode() + b"\xff\n")
-    with pytest.raises(InputError, match=r"broken\.md: line 3: bytes that are not valid UTF-8"):
-        import_kb(store, kb, fake_embedder)
