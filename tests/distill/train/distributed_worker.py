@@ -1,6 +1,6 @@
-"""Run by tests/test_train.py under torchrun: the training loop shared out between processes (gloo on CPU).
+"""Run by tests/distill/train/test_loop.py under torchrun: the training loop shared out between processes (gloo on CPU).
 
-    python -m torch.distributed.run --standalone --nproc_per_node 2 -m tests.distributed_worker TOKENIZER_DIR RUN_DIR GRAD_ACCUM
+    python -m torch.distributed.run --standalone --nproc_per_node 2 -m tests.distill.train.distributed_worker TOKENIZER_DIR RUN_DIR GRAD_ACCUM
 """
 
 import json
@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
-from distill.train import train_lora
+from distill.train.loop import train_lora
 from tests.conftest import tiny_llama
-from tests.test_train import DISTRIBUTED_CONFIG, varied_rows
+from tests.distill.train.test_loop import DISTRIBUTED_CONFIG, varied_rows
 
 
 def main() -> None:
