@@ -3,7 +3,7 @@
 A reader streams `Parsed(where, conversation)` or `Bad(where, reason)` items, one per record, so a
 malformed record is reported with its place ("line 12", "ticket 4411") and never stops the others; a
 `Note` says something about the whole file (its text encoding when it is not plain UTF-8, see
-distill.encoding).
+distill.encoding). `Sample` is what format detection shows each format's `sniff`.
 A conversation is `{"messages": [{"role", "content", "timestamp"?}], "metadata": {...}}` with roles as
 the source spelled them ("human", "customer", "agent" ...): `distill.normalize.ROLE_MAP`, the one role
 map, turns them into user / assistant / system. A reader decides a role only where the export encodes
@@ -17,6 +17,7 @@ import io
 import json
 from contextlib import closing
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -24,6 +25,8 @@ from assistant.errors import InputError
 from distill.encoding import SAMPLE_BYTES, UTF8, Encoding, sniff_unicode
 
 MAX_RECORD_BYTES = 20 * 1024 * 1024  # one JSON line or record larger than this is refused, not parsed
+HEAD_BYTES = 8192  # what detection decodes of a file to look at
+DETECT_RECORDS = 20  # records looked at for one that shows the format, past any that do not parse
 
 
 @dataclass
@@ -200,3 +203,68 @@ def read_records(path: Path, list_keys: tuple[str, ...], encoding: Encoding | No
             yield Bad(where, str(rec))
         else:
             yield convert(where, rec)
+
+
+# ---- what format detection looks at ---------------------------------------------------------------
+
+class Sample:
+    """What detection shows each format's sniff: the path, the decoded start of the file, its first record.
+
+    Read lazily and once, so a sniff that decides from the path (a dataset folder, a parquet file) never
+    opens the file. Reading `head` refuses a binary or an empty file, so no format is guessed for one.
+    `list_keys`: where JSON exports keep their records inside one object; `accepted`: the format names
+    the refusal lists.
+    """
+
+    def __init__(self, path: Path, encoding: Encoding | None = None, list_keys: tuple[str, ...] = (),
+                 accepted: tuple[str, ...] = ()):
+        self.path = path
+        self._forced = encoding
+        self._list_keys = list_keys
+        self._accepted = accepted
+
+    @cached_property
+    def _start(self) -> tuple[str, Encoding | None]:
+        """(decoded head, its encoding if UTF-16/32 or given; None for UTF-8 or a legacy code page)."""
+        if self.path.is_dir():
+            return "", self._forced
+        with open(self.path, "rb") as fh:
+            raw = fh.read(HEAD_BYTES)
+        enc = self._forced or sniff_unicode(raw)
+        text = decoded_head(self.path, enc, HEAD_BYTES) if enc is not None else raw.decode("utf-8", errors="replace")
+        if "\x00" in text:
+            raise InputError(f"{self.path.name}: looks like a binary file, not a transcript export; "
+                             f"accepted formats: {', '.join(self._accepted)}")
+        if len(raw) < HEAD_BYTES and not text.replace("\ufeff", "").strip():
+            raise InputError(f"{self.path.name}: the file is empty (no records); nothing imported")
+        return text, enc
+
+    @property
+    def head(self) -> str:
+        """The decoded first 8 KB of the file ("" for a folder)."""
+        return self._start[0]
+
+    @cached_property
+    def _first(self) -> tuple[object, tuple[str, Exception] | None]:
+        """The first record that parses (None if none of the first few do), and the first parse error seen."""
+        if self.head.lstrip()[:1] not in ("{", "["):
+            return None, None
+        error = None
+        for n, (where, rec) in enumerate(iter_json_records(self.path, self._list_keys, self._start[1])):
+            if isinstance(rec, Exception):
+                error = error or (where, rec)
+            elif not isinstance(rec, Note):
+                return rec, error
+            if n >= DETECT_RECORDS:
+                break
+        return None, error
+
+    @property
+    def record(self) -> object:
+        """The first JSON record that parses (any JSON value), None if the file is not JSON or none parsed."""
+        return self._first[0]
+
+    @property
+    def error(self) -> tuple[str, Exception] | None:
+        """(where, reason) of the first record that did not parse, if any was met before `record`."""
+        return self._first[1]

@@ -13,14 +13,11 @@ import csv  # the standard library's: imports are absolute, this module is disti
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 from assistant.errors import InputError
 from distill.encoding import Encoding, choose, decode, has_undecodable
-from distill.formats.common import Bad, Item, Note, Parsed
-
-if TYPE_CHECKING:
-    from distill.formats import Sample
+from distill.formats.common import Bad, Item, Note, Parsed, Sample
 
 DESCRIPTION = "CSV/TSV (one row per message)"
 

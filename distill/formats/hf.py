@@ -7,13 +7,10 @@ The column may be called messages, conversations, conversation, dialog or chat; 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 from assistant.errors import InputError
-from distill.formats.common import Bad, Item, Parsed, flat_text
-
-if TYPE_CHECKING:
-    from distill.formats import Sample
+from distill.formats.common import Bad, Item, Parsed, Sample, flat_text
 
 DESCRIPTION = "Hugging Face datasets (folder or parquet)"
 MESSAGE_COLUMNS = ("messages", "conversations", "conversation", "dialog", "chat")

@@ -7,13 +7,10 @@ the company. Notes and parts without a body (assignment, close) carry no message
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 from distill.encoding import Encoding
-from distill.formats.common import Bad, Item, Parsed, flat_text, read_records
-
-if TYPE_CHECKING:
-    from distill.formats import Sample
+from distill.formats.common import Bad, Item, Parsed, Sample, flat_text, read_records
 
 DESCRIPTION = "Intercom conversations"
 LIST_KEYS = ("conversations", "data")

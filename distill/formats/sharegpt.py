@@ -7,13 +7,10 @@ top-level "system" string becomes the first message; the other fields are metada
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 from distill.encoding import Encoding
-from distill.formats.common import Bad, Item, Parsed, flat_text, read_records
-
-if TYPE_CHECKING:
-    from distill.formats import Sample
+from distill.formats.common import Bad, Item, Parsed, Sample, flat_text, read_records
 
 DESCRIPTION = "ShareGPT (conversations with from/value)"
 LIST_KEYS = ("data",)

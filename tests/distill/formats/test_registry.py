@@ -9,7 +9,7 @@ import pytest
 
 import distill.formats as formats
 from assistant.errors import InputError
-from distill.formats import FORMATS, VENDORS, Sample, detect_format
+from distill.formats import FORMATS, VENDORS, detect_format, sample_of
 from distill.importer import import_file
 from tests.importing import FIXTURES, new_store
 
@@ -65,7 +65,7 @@ def test_detect_format_picks_each_format_on_a_small_sample(tmp_path, fmt):
 @pytest.mark.parametrize("fmt", sorted(SAMPLES))
 def test_only_its_own_sniff_and_those_after_it_say_yes(tmp_path, fmt):
     """The first sniff that says yes wins: no format asked earlier may claim another format's sample."""
-    sample = Sample(write_sample(tmp_path, fmt))
+    sample = sample_of(write_sample(tmp_path, fmt))
     earlier = FORMATS[:FORMATS.index(fmt)]
     assert [name for name in earlier if formats.BY_NAME[name].sniff(sample)] == []
     assert formats.BY_NAME[fmt].sniff(sample)
@@ -86,7 +86,7 @@ def test_narrow_sniffs_win_over_broad_ones(tmp_path):
 
 def test_a_path_only_sniff_never_opens_the_file(tmp_path):
     path = write_sample(tmp_path, "hf")
-    sample = Sample(path)
+    sample = sample_of(path)
     assert formats.hf.sniff(sample)
     assert "_start" not in vars(sample)  # the parquet bytes were never decoded as text (they hold NULs)
 
