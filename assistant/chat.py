@@ -6,9 +6,10 @@ failed mid-reply and the student answers instead), and a final `done` carrying t
 `converse()` is the chat UI's entry: one new message in a session whose history lives on the server
 (rebuilt from the logged exchanges), so nothing a client sends back reaches the model as context.
 
-Modes: "Student" and "Teacher" force a model; "Auto" asks the router. In Auto the student's first
-tokens are held back briefly (DRAFT_TOKENS) so the router can look at the draft: an empty,
-evasive or looping opening goes to the teacher before the customer sees it.
+Modes: "Student" and "Teacher" force a model; "Auto" asks the router (`assistant.router.auto_route`). In
+Auto the student's first tokens are held back briefly (DRAFT_TOKENS) so the router can look at the draft:
+an empty, evasive or looping opening goes to the teacher before the customer sees it. With an online
+experiment configured, the session's arm picks the mode (`assistant.experiments`).
 
 Bounded waits: the teacher has `settings.chat_teacher_deadline` seconds (all its retries included) to
 start answering, and as long again between two pieces of its reply (`bounded_stream`); past it the
@@ -27,13 +28,14 @@ from typing import Iterator, Sequence
 
 from assistant import spend
 from assistant.errors import TeacherUnavailable
+from assistant.experiments import experiment_mode, shadow, should_shadow
 from assistant.models import ChatModel, Completion
-from assistant.router import RouteDecision
+from assistant.pricing import reply_cost
+from assistant.router import DRAFT_TOKENS, RouteDecision, auto_route
 
 log = logging.getLogger(__name__)
 
 MODES = ("Student", "Teacher", "Auto")
-DRAFT_TOKENS = 24
 
 
 @dataclass
@@ -112,133 +114,142 @@ def bounded_stream(model: ChatModel, messages: Sequence[dict], max_tokens: int |
         abandoned.set()
 
 
-def reply_cost(model: ChatModel, completion: Completion, settings) -> float | None:
-    """US$ for one reply: API models by token price, local models by compute time."""
-    if model.local:
-        return round(completion.latency_ms / 1000 / 3600 * settings.compute_per_hour, 8)
-    price = settings.price(model.name)
-    if price is None or completion.input_tokens is None or completion.output_tokens is None:
+@dataclass
+class _Turn:
+    """One reply in the making: the request, where it goes and why, and what the customer has seen so far."""
+
+    messages: list[dict]
+    mode: str
+    session_id: str
+    turn_index: int
+    experiment_arm: str | None
+    start: float = field(default_factory=time.perf_counter)
+    target: str = "student"  # "student" or "teacher"
+    decision: RouteDecision | None = None
+    completion: Completion | None = None
+    notice: str = ""
+    error: str = ""
+    shown_at: float | None = None  # when text first reached the customer
+
+    def relay(self, items) -> Iterator[ChatEvent]:
+        """Pass text on to the customer as events; return the Completion that ends the stream."""
+        for item in items:
+            if isinstance(item, Completion):
+                return item
+            if self.shown_at is None:
+                self.shown_at = time.perf_counter()
+            yield ChatEvent("delta", item)
         return None
-    return round((completion.input_tokens * price[0] + completion.output_tokens * price[1]) / 1e6, 8)
-
-
-def experiment_mode(settings, session_id: str, chosen: str) -> tuple[str, str | None]:
-    """(mode, experiment arm): with an online experiment configured, the session's assigned arm decides."""
-    from eval.online import ARM_MODES, assign, parse_experiment
-
-    arm = assign(session_id, parse_experiment(settings.experiment)) if settings.experiment and session_id else None
-    return (ARM_MODES[arm], arm) if arm else (chosen, None)
 
 
 def respond(services, messages: Sequence[dict], mode: str = "Auto", session_id: str = "", turn_index: int = 0) -> Iterator[ChatEvent]:
     mode, experiment_arm = experiment_mode(services.settings, session_id, mode)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    settings = services.settings
-    messages = [{"role": m["role"], "content": m["content"]} for m in messages]
-    start = time.perf_counter()
-    notice, error = "", ""
-
-    if mode == "Student":
-        decision, target = RouteDecision(0.0, "Student picked by the user"), "student"
-    elif mode == "Teacher":
-        decision, target = RouteDecision(1.0, "Teacher picked by the user"), "teacher"
-    else:
-        decision = services.router.score(messages)
-        target = "teacher" if decision.to_teacher(settings.router_threshold) else "student"
-
+    turn = _Turn([{"role": m["role"], "content": m["content"]} for m in messages], mode, session_id, turn_index,
+                 experiment_arm)
     student = services.current_student()
-    completion: Completion | None = None
-    if target == "teacher" and spend.budget_reached(services.store, settings):
-        target, notice = "student", spend.NOTICE
-        decision = RouteDecision(decision.score, f"{decision.reason}; {spend.REACHED}, so the student answers")
-    model: ChatModel = student if target == "student" else services.teacher
-    shown_at: list[float] = []  # when text first reached the customer (empty until it does)
+    if mode == "Auto":
+        yield from _auto(services, student, turn)
+    else:
+        turn.target = mode.lower()
+        turn.decision = RouteDecision(1.0 if mode == "Teacher" else 0.0, f"{mode} picked by the user")
+        _within_budget(services, turn)
+    if turn.completion is None and turn.target == "teacher":
+        yield from _teacher_or_fallback(services, turn)
+    model: ChatModel = services.teacher if turn.target == "teacher" else student
+    if turn.completion is None:
+        turn.completion = yield from turn.relay(model.stream(turn.messages, services.settings.max_new_tokens))
+    exchange = _log_exchange(services, turn, model)
+    yield ChatEvent("done", exchange=exchange)
 
-    def relay(items):
-        """Pass text on to the customer as events; return the Completion that ends the stream."""
-        for item in items:
-            if isinstance(item, Completion):
-                return item
-            if not shown_at:
-                shown_at.append(time.perf_counter())
-            yield ChatEvent("delta", item)
-        return None
 
-    if target == "student" and mode == "Auto":
-        # Hold back the opening of the student's reply so the router can judge the draft.
-        stream = student.stream(messages, settings.max_new_tokens)
-        held: list[str] = []
+def _within_budget(services, turn: _Turn) -> None:
+    """Past today's teacher budget the student answers, with a notice, wherever the route said to go."""
+    if turn.target == "teacher" and spend.budget_reached(services.store, services.settings):
+        turn.target, turn.notice = "student", spend.NOTICE
+        turn.decision = RouteDecision(turn.decision.score, f"{turn.decision.reason}; {spend.REACHED}, so the student answers")
+
+
+def _auto(services, student: ChatModel, turn: _Turn) -> Iterator[ChatEvent]:
+    """Auto mode: the router decides; when it asks for the student's draft, the opening of the student's reply
+    is held back (DRAFT_TOKENS) and shown only if the student keeps the turn."""
+    held: list[str] = []
+    streams: list = []
+
+    def draft() -> str:
+        stream = student.stream(turn.messages, services.settings.max_new_tokens)
+        streams.append(stream)
         for item in stream:
             if isinstance(item, Completion):
-                completion = item
+                turn.completion = item
                 break
             held.append(item)
             if len(held) >= DRAFT_TOKENS:
                 break
-        draft_decision = services.router.score(messages, draft="".join(held))
-        escalate = draft_decision.to_teacher(settings.router_threshold)
-        if escalate and spend.budget_reached(services.store, settings):
-            # the draft would go to the teacher, but today's budget is spent: the student's reply stands
-            escalate, notice = False, spend.NOTICE
-            draft_decision = RouteDecision(draft_decision.score, f"{draft_decision.reason}; {spend.REACHED}, so the student answers")
-        if escalate:
+        return "".join(held)
+
+    turn.target, turn.decision = auto_route(services.router, turn.messages, services.settings.router_threshold, draft)
+    _within_budget(services, turn)
+    if turn.target == "teacher":
+        for stream in streams:
             stream.close()
-            decision, target, model, completion = draft_decision, "teacher", services.teacher, None
-        else:
-            decision = draft_decision if draft_decision.score > decision.score else decision
-            yield from relay(held)
-            if completion is None:
-                completion = yield from relay(stream)
+        turn.completion = None
+    elif streams:
+        yield from turn.relay(held)
+        if turn.completion is None:
+            turn.completion = yield from turn.relay(streams[0])
 
-    if completion is None and target == "teacher":
-        try:
-            completion = yield from relay(bounded_stream(services.teacher, messages, settings.max_new_tokens,
-                                                         settings.chat_teacher_deadline))
-        except TeacherUnavailable as exc:
-            log.warning("teacher failed, the student answers: %s", exc)
-            error = str(exc)
-            notice = SLOW_NOTICE if isinstance(exc, TeacherTooSlow) else UNAVAILABLE_NOTICE
-            if shown_at:
-                yield ChatEvent("reset")
-                shown_at.clear()
-            target, model, completion = "student", student, None
 
-    if completion is None:
-        completion = yield from relay(model.stream(messages, settings.max_new_tokens))
+def _teacher_or_fallback(services, turn: _Turn) -> Iterator[ChatEvent]:
+    """The teacher's reply within the chat's deadline; when it fails or is too slow, the student answers instead
+    (and text the teacher already showed is reset)."""
+    settings = services.settings
+    try:
+        turn.completion = yield from turn.relay(bounded_stream(services.teacher, turn.messages, settings.max_new_tokens,
+                                                               settings.chat_teacher_deadline))
+    except TeacherUnavailable as exc:
+        log.warning("teacher failed, the student answers: %s", exc)
+        turn.error = str(exc)
+        turn.notice = SLOW_NOTICE if isinstance(exc, TeacherTooSlow) else UNAVAILABLE_NOTICE
+        if turn.shown_at is not None:
+            yield ChatEvent("reset")
+            turn.shown_at = None
+        turn.target, turn.completion = "student", None
 
-    end = time.perf_counter()
+
+def _log_exchange(services, turn: _Turn, model: ChatModel) -> dict:
+    """Log the exchange (and maybe ask for a shadow answer); the row, plus what the UI shows beside the reply."""
+    settings, completion, end = services.settings, turn.completion, time.perf_counter()
     exchange = {
-        "session_id": session_id,
-        "turn_index": turn_index,
-        "route": mode,
-        "routed_to": target,
-        "route_score": decision.score,
-        "route_reason": decision.reason,
+        "session_id": turn.session_id,
+        "turn_index": turn.turn_index,
+        "route": turn.mode,
+        "routed_to": turn.target,
+        "route_score": turn.decision.score,
+        "route_reason": turn.decision.reason,
         "model_name": model.name,
         "model_version": model.version,
-        "request_messages": messages,
+        "request_messages": turn.messages,
         "reply": completion.text,
         # What the customer experienced, from the message arriving to the first / last text shown.
-        "ttft_ms": round((shown_at[0] - start) * 1000, 1) if shown_at else None,
-        "latency_ms": round((end - start) * 1000, 1),
+        "ttft_ms": round((turn.shown_at - turn.start) * 1000, 1) if turn.shown_at is not None else None,
+        "latency_ms": round((end - turn.start) * 1000, 1),
         "input_tokens": completion.input_tokens,
         "output_tokens": completion.output_tokens,
         "cost": reply_cost(model, completion, settings),
-        "error": error,
-        "notice": notice,
-        "experiment_arm": experiment_arm,
+        "error": turn.error,
+        "notice": turn.notice,
+        "experiment_arm": turn.experiment_arm,
     }
     exchange["id"] = services.store.log_exchange(exchange)
-    if target == "student" and settings.shadow_rate and not spend.budget_reached(services.store, settings):
-        from eval.online import shadow, should_shadow
-
+    if turn.target == "student" and settings.shadow_rate and not spend.budget_reached(services.store, settings):
         if should_shadow(exchange["id"], settings.shadow_rate):
-            shadow(services.store, services.teacher, exchange["id"], messages, settings)
+            shadow(services.store, services.teacher, exchange["id"], turn.messages, settings)
     exchange["model_description"] = model.description
     exchange["tokens_per_s"] = completion.tokens_per_s if model.generates else None
     exchange["source"] = completion.extra
-    yield ChatEvent("done", exchange=exchange)
+    return exchange
 
 
 def converse(services, session_id: str, message: str, mode: str = "Auto") -> Iterator[ChatEvent]:

@@ -174,14 +174,21 @@ def state_text(history: Sequence[dict], max_chars: int = 600) -> tuple[str, str]
     return last_user[-max_chars:], context[-max_chars:]
 
 
-GOOD_RESOLUTIONS = {"resolved", "solved", "closed", ""}
+RESOLVED = frozenset({"resolved", "solved", "closed"})
+
+
+def is_resolved(conversation: dict) -> bool:
+    """Marked resolved by the team: the one definition (labelling's `resolved_only` uses it too)."""
+    return (conversation.get("resolution") or "").lower() in RESOLVED
 
 
 def is_good_case(conversation: dict) -> bool:
-    """Resolved and not rated badly (CSAT on a 1-5 scale): the replies worth imitating."""
-    resolution = (conversation.get("resolution") or "").lower()
+    """Resolved (or of unknown resolution) and not rated badly (CSAT on a 1-5 scale): the replies worth imitating.
+
+    An unknown resolution is accepted on purpose: most exports (OpenAI JSONL, ShareGPT, plain CSV) carry
+    none, and without their conversations the case base would be empty; one marked unresolved is not."""
     csat = conversation.get("csat")
-    return resolution in GOOD_RESOLUTIONS and (csat is None or csat >= 4)
+    return (is_resolved(conversation) or not conversation.get("resolution")) and (csat is None or csat >= 4)
 
 
 class CaseBase:

@@ -4,6 +4,10 @@ A router returns a score in [0, 1] and a human-readable reason; a threshold (set
 decides, as in RouteLLM. The threshold can be calibrated to a target share of teacher calls with
 `calibrate_threshold`. This first router is rule based; learned routers implement the same interface.
 
+`auto_route` is Auto mode's decision, the one the chat makes live and the offline A/B replays: the teacher
+when the question alone scores over the threshold, else the student's held-back opening (DRAFT_TOKENS)
+is scored too and an empty, evasive or looping draft goes to the teacher.
+
 RuleRouter signals (each has a weight; the score combines them as a noisy-OR, 1 - prod(1 - w)):
 - escalation: the customer asks for a human, a supervisor or a call back
 - sensitive intent: billing disputes, refunds, cancellation, legal, account deletion, security
@@ -17,7 +21,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
+
+# Auto mode holds back this many tokens of the student's reply so the router can judge the draft.
+DRAFT_TOKENS = 24
 
 
 @dataclass(frozen=True)
@@ -113,3 +120,19 @@ def calibrate_threshold(scores: Sequence[float], teacher_share: float) -> float:
     ordered = sorted(scores, reverse=True)
     k = max(1, round(teacher_share * len(ordered)))
     return ordered[min(k, len(ordered)) - 1]
+
+
+def auto_route(router: Router, messages: Sequence[dict], threshold: float,
+               draft: Callable[[], str]) -> tuple[str, RouteDecision]:
+    """Auto mode: ("teacher" or "student", the decision that says why).
+
+    `draft()` is called only when the question alone stays under the threshold, and returns the opening of the
+    student's reply (the chat holds back its first DRAFT_TOKENS tokens; the A/B takes the first words of a
+    finished reply). When the student keeps the turn, the decision shown is the higher-scoring of the two."""
+    before = router.score(messages)
+    if before.to_teacher(threshold):
+        return "teacher", before
+    after = router.score(messages, draft=draft())
+    if after.to_teacher(threshold):
+        return "teacher", after
+    return "student", after if after.score > before.score else before

@@ -3,7 +3,8 @@
 Sources: `teacher` (the configured teacher writes the ideal reply, grounded in KB passages and similar
 resolved cases, the transcript given as delimited data), `logged` (the human agents' own replies), or
 `both` (kept side by side, tagged). With no teacher configured the default is `logged`: offline, the
-agents are the strongest teacher there is.
+agents are the strongest teacher there is. The teacher is reached through a backend (`distill.backends`),
+turn by turn here or as one OpenAI Batch API job (`distill.batch`).
 
 Never pay twice, never lose work: each teacher call is keyed by hash(conversation prefix, prompt id and
 hash, teacher model, generation parameters) and written to `teacher_calls` the moment it returns, in its
@@ -22,142 +23,22 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Protocol
+from typing import Callable
 
+from assistant import spend
 from assistant.errors import AssistantError, InputError
+from assistant.models import neutralise_placeholders
+from assistant.pricing import BATCH_DISCOUNT, call_cost, token_cost
+from assistant.retrieval import Embedder, build_retriever, is_resolved
 from assistant.store import Store, now
+from distill.backends import CallResult, LabelBackend, LabelRequest, RetryableError, TeacherRejected, make_backend
+from distill.backends import OpenAIBackend  # noqa: F401  eval/bench_label.py imports it from here
+from distill.batch import run_batch
 from distill.prompts import PROMPTS, Prompt, label_messages
 from distill.quality import QualityFilter
 
 log = logging.getLogger(__name__)
 SOURCES = ("teacher", "logged", "both")
-
-
-# ---- what a teacher backend does for labelling -------------------------------------------------
-
-@dataclass
-class LabelRequest:
-    messages: list[dict]  # the rendered prompt
-    history: list[dict]  # the conversation up to the turn being labelled
-    conversation_id: int
-    max_tokens: int
-    temperature: float
-
-
-@dataclass
-class CallResult:
-    text: str
-    finish_reason: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cached_tokens: int | None = None
-
-
-class RetryableError(AssistantError):
-    """A call that may succeed if made again: 429, 5xx, a timeout, an empty or malformed answer."""
-
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class TeacherRejected(AssistantError):
-    """The teacher refused us for good (401/403: a wrong or revoked key); the job stops at once, no retries."""
-
-
-class LabelBackend(Protocol):
-    name: str
-    local: bool
-
-    def call(self, request: LabelRequest) -> CallResult: ...
-
-
-class OpenAIBackend:
-    """Any OpenAI-compatible endpoint; the labeller does its own retries so it can count and pace them."""
-
-    local = False
-
-    def __init__(self, *, base_url, api_key, model, timeout=120.0, http_client=None):
-        import openai
-
-        self.name = model
-        self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed", timeout=timeout,
-                                    max_retries=0, http_client=http_client)
-
-    def call(self, request: LabelRequest) -> CallResult:
-        import openai
-
-        try:
-            resp = self.client.chat.completions.create(model=self.name, messages=request.messages,
-                                                       max_tokens=request.max_tokens, temperature=request.temperature)
-        except openai.RateLimitError as exc:
-            raise RetryableError("429 rate limited", _retry_after(exc.response)) from exc
-        except openai.InternalServerError as exc:
-            raise RetryableError(f"HTTP {exc.status_code}", _retry_after(exc.response)) from exc
-        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-            raise RetryableError(f"connection: {exc}") from exc
-        except openai.APIStatusError as exc:
-            if exc.status_code in (401, 403):
-                raise TeacherRejected(f"teacher rejected the API key (HTTP {exc.status_code})") from exc
-            if exc.status_code in (408, 409, 425):
-                raise RetryableError(f"HTTP {exc.status_code}", _retry_after(exc.response)) from exc
-            raise AssistantError(f"teacher {self.name} refused the request: HTTP {exc.status_code} {exc.message}") from exc
-        except (openai.APIResponseValidationError, ValueError, TypeError) as exc:  # a body that is not JSON
-            raise RetryableError(f"malformed answer: {type(exc).__name__}") from exc
-        try:
-            choice = resp.choices[0]
-            text = choice.message.content
-            usage = resp.usage
-            details = getattr(usage, "prompt_tokens_details", None) if usage else None
-            result = CallResult(
-                text=text if isinstance(text, str) else "",
-                finish_reason=choice.finish_reason,
-                input_tokens=usage.prompt_tokens if usage else None,
-                output_tokens=usage.completion_tokens if usage else None,
-                cached_tokens=getattr(details, "cached_tokens", None) if details else None,
-            )
-        except (AttributeError, TypeError, IndexError, KeyError) as exc:  # `{}`, `[]`, choices of the wrong shape
-            raise RetryableError(f"malformed answer: {type(exc).__name__}") from exc
-        if not result.text.strip():
-            raise RetryableError("empty answer")  # retried, and never stored: a rerun would reuse it forever
-        return result
-
-
-def _retry_after(response) -> float | None:
-    try:
-        value = response.headers.get("retry-after-ms")
-        if value is not None:
-            return float(value) / 1000
-        value = response.headers.get("retry-after")
-        return float(value) if value is not None else None
-    except (AttributeError, ValueError):
-        return None
-
-
-class CaseBackend:
-    """The offline case-based teacher as a labeller: the reply agents gave in the most similar *other*
-    resolved conversation (the conversation being labelled is excluded, or it would copy itself)."""
-
-    local = True
-    name = "case-based"
-
-    def __init__(self, retriever):
-        from assistant.models import kb_text
-
-        self.retriever = retriever
-        self._kb = kb_text(retriever.kb)  # what a served reply may link to or quote
-
-    def call(self, request: LabelRequest) -> CallResult:
-        from assistant.models import make_safe, unsupported_content
-
-        hits = self.retriever.cases.search(request.history, k=5, exclude_conversation=request.conversation_id)
-        # a reply carrying an instruction, markup or a link the KB does not contain never becomes a label
-        kb = self._kb
-        hits = [h for h in hits if not unsupported_content(h.item["reply"], kb)][:1]
-        if not hits:
-            return CallResult("", "stop", 0, 0)
-        text = make_safe(hits[0].item["reply"], hits[0].item["history"], request.history)
-        return CallResult(text, "stop", sum(len(m["content"].split()) for m in request.messages), len(text.split()))
 
 
 # ---- pacing -----------------------------------------------------------------------------------
@@ -264,7 +145,7 @@ def cache_key(history: list[dict], prompt: Prompt, teacher: str, params: dict) -
 def select_tasks(store: Store, options: LabelOptions) -> list[Task]:
     tasks, n_conv = [], 0
     for conv in store.conversations():
-        if options.resolved_only and (conv.get("resolution") or "") not in ("resolved", "solved", "closed"):
+        if options.resolved_only and not is_resolved(conv):
             continue
         if options.min_csat is not None and (conv.get("csat") is None or conv["csat"] < options.min_csat):
             continue
@@ -280,22 +161,6 @@ def select_tasks(store: Store, options: LabelOptions) -> list[Task]:
     return tasks
 
 
-def _price(backend: LabelBackend, result: CallResult, settings, latency_s: float) -> float:
-    if backend.local:
-        return latency_s / 3600 * settings.compute_per_hour
-    price = settings.price(backend.name)
-    if price is None or result.input_tokens is None:
-        return 0.0
-    return (result.input_tokens * price[0] + (result.output_tokens or 0) * price[1]) / 1e6
-
-
-def make_backend(settings, retriever) -> LabelBackend:
-    if settings.teacher_configured:
-        return OpenAIBackend(base_url=settings.teacher_base_url, api_key=settings.teacher_api_key,
-                             model=settings.teacher_model, timeout=settings.label_timeout)
-    return CaseBackend(retriever)
-
-
 # Waits per turn are bounded: at most MAX_RETRIES retries (whatever the options say), and no backoff or
 # Retry-After longer than MAX_BACKOFF_S; each attempt is bounded by settings.label_timeout.
 MAX_RETRIES = 10
@@ -307,10 +172,100 @@ def retries(options: LabelOptions, settings) -> int:
     return max(0, min(int(n), MAX_RETRIES))
 
 
+# ---- running a job ----------------------------------------------------------------------------
+
+class _Job:
+    """One labelling job's bookkeeping, shared by the live and the batch calls: its row and its progress, and
+    how a reply becomes a label (quality-checked, stored, counted)."""
+
+    def __init__(self, store: Store, job_id: int, prompt: Prompt, teacher: str, params: dict, total: int,
+                 quality: QualityFilter, on_progress: Callable[[LabelProgress], None] | None):
+        self.store, self.id, self.prompt, self.teacher, self.params = store, job_id, prompt, teacher, params
+        self.quality, self.on_progress = quality, on_progress
+        self.prog = LabelProgress(total=total)
+        self.lock = threading.Lock()
+
+    def record(self, task: Task, label_source: str, text: str, finish: str | None, key: str | None,
+               reference: str = "") -> None:
+        reason = self.quality.check(text, task.history, finish, reference)
+        by_teacher = label_source == "teacher"
+        self.store.insert("labels", {
+            "job_id": self.id, "conversation_id": task.conversation_id, "message_index": task.message_index,
+            "source": label_source, "teacher": self.teacher if by_teacher else "logged",
+            "prompt_id": self.prompt.id if by_teacher else None, "prompt_hash": self.prompt.hash if by_teacher else None,
+            "cache_key": key, "reply": text, "status": "rejected" if reason else "accepted", "reason": reason,
+            "created_at": now()})
+        with self.lock:
+            self.prog.done += 1
+            self.prog.rejected += bool(reason)
+            self.prog.accepted += not reason
+        if self.on_progress:
+            self.on_progress(self.prog)
+
+    def accept_call(self, task: Task, key: str, result: CallResult, cost: float, latency_ms: float | None,
+                    reference: str) -> None:
+        """A teacher call that returned: stored the moment it returns (a crash after this never pays for it
+        again), counted, and recorded as a label."""
+        store_call(self.store, key, self.teacher, self.prompt, self.params, result, cost, latency_ms, reference)
+        with self.lock:
+            self.prog.called += 1
+            self.prog.input_tokens += result.input_tokens or 0
+            self.prog.output_tokens += result.output_tokens or 0
+            self.prog.cost += cost
+        self.record(task, "teacher", result.text, result.finish_reason, key, reference)
+
+    def split_cached(self, tasks: list[Task]) -> list[tuple[Task, str]]:
+        """Record every turn whose teacher call is already stored; return the (task, key) pairs still to call."""
+        todo = []
+        for task in tasks:
+            key = cache_key(task.history, self.prompt, self.teacher, self.params)
+            cached = next(self.store.db.query("SELECT * FROM teacher_calls WHERE cache_key = ?", [key]), None)
+            if cached:
+                with self.lock:
+                    self.prog.cached += 1
+                self.record(task, "teacher", cached["reply"], cached["finish_reason"], key, cached.get("reference") or "")
+            else:
+                todo.append((task, key))
+        return todo
+
+    def finish(self, status: str) -> None:
+        p = self.prog
+        self.store.update("label_jobs", self.id, {
+            "status": status, "finished_at": now(), "n_done": p.done, "n_cached": p.cached, "n_called": p.called,
+            "n_failed": p.failed, "n_accepted": p.accepted, "n_rejected": p.rejected, "input_tokens": p.input_tokens,
+            "output_tokens": p.output_tokens, "cost": round(p.cost, 6)})
+
+
 def label(store: Store, settings, options: LabelOptions, *, backend: LabelBackend | None = None, retriever=None,
           progress: Callable[[LabelProgress], None] | None = None, quality: QualityFilter | None = None,
           stop: threading.Event | None = None) -> LabelJobResult:
     """Run one labelling job; returns its id, status and totals. Safe to interrupt and run again."""
+    source, prompt = _checked(options, settings)
+    tasks = select_tasks(store, options)
+    if not tasks:
+        raise InputError("no conversations to label: import transcripts first (assistant import PATH)")
+    uses_teacher = source in ("teacher", "both")
+    if uses_teacher and retriever is None:
+        retriever = build_retriever(store, Embedder(settings.cache_dir))
+    if uses_teacher and backend is None:
+        backend = make_backend(settings, retriever)
+    teacher_name = backend.name if uses_teacher else "human agents (logged replies)"
+    job_id = store.insert("label_jobs", {
+        "source": source, "teacher": teacher_name, "prompt_id": prompt.id, "prompt_hash": prompt.hash,
+        "options": json.dumps(asdict(options)), "status": "running", "n_tasks": len(tasks), "started_at": now(),
+    })
+    job = _Job(store, job_id, prompt, teacher_name, {"max_tokens": options.max_tokens, "temperature": options.temperature},
+               len(tasks) * (2 if source == "both" else 1), quality or QualityFilter(), progress)
+    status, error = _run_job(job, settings, options, source, backend, retriever, tasks, stop or threading.Event())
+    if error is not None:
+        if isinstance(error, TeacherRejected):
+            raise TeacherRejected(f"label job {job_id} {status}; check ASSISTANT_TEACHER_API_KEY") from error
+        raise error
+    return LabelJobResult(job_id, status, source, teacher_name, job.prog)
+
+
+def _checked(options: LabelOptions, settings) -> tuple[str, Prompt]:
+    """The job's label source (with "auto" resolved) and prompt, or an InputError naming the bad option."""
     source = options.source
     if source == "auto":
         source = "teacher" if settings.teacher_configured else "logged"
@@ -321,55 +276,23 @@ def label(store: Store, settings, options: LabelOptions, *, backend: LabelBacken
     prompt = PROMPTS.get(options.prompt_id)
     if prompt is None:
         raise InputError(f"unknown prompt {options.prompt_id!r}; known: {', '.join(PROMPTS)}")
-    quality = quality or QualityFilter()
-    stop = stop or threading.Event()
-    tasks = select_tasks(store, options)
-    if not tasks:
-        raise InputError("no conversations to label: import transcripts first (assistant import PATH)")
-    uses_teacher = source in ("teacher", "both")
-    if uses_teacher and retriever is None:
-        from assistant.retrieval import Embedder, build_retriever
+    return source, prompt
 
-        retriever = build_retriever(store, Embedder(settings.cache_dir))
-    if uses_teacher and backend is None:
-        backend = make_backend(settings, retriever)
-    teacher_name = backend.name if uses_teacher else "human agents (logged replies)"
-    params = {"max_tokens": options.max_tokens, "temperature": options.temperature}
-    job_id = store.insert("label_jobs", {
-        "source": source, "teacher": teacher_name, "prompt_id": prompt.id, "prompt_hash": prompt.hash,
-        "options": json.dumps(asdict(options)), "status": "running", "n_tasks": len(tasks), "started_at": now(),
-    })
-    prog = LabelProgress(total=len(tasks) * (2 if source == "both" else 1))
-    lock = threading.Lock()
 
-    def record(task: Task, label_source: str, text: str, finish: str | None, key: str | None, reference: str = "") -> None:
-        reason = quality.check(text, task.history, finish, reference)
-        row = {"job_id": job_id, "conversation_id": task.conversation_id, "message_index": task.message_index,
-               "source": label_source, "teacher": teacher_name if label_source == "teacher" else "logged",
-               "prompt_id": prompt.id if label_source == "teacher" else None,
-               "prompt_hash": prompt.hash if label_source == "teacher" else None, "cache_key": key, "reply": text,
-               "status": "rejected" if reason else "accepted", "reason": reason, "created_at": now()}
-        store.insert("labels", row)
-        with lock:
-            prog.done += 1
-            prog.rejected += bool(reason)
-            prog.accepted += not reason
-        if progress:
-            progress(prog)
+def _run_job(job: _Job, settings, options: LabelOptions, source: str, backend, retriever, tasks: list[Task],
+             stop: threading.Event) -> tuple[str, Exception | None]:
+    """Label every task; (the job's status, the error to raise once its row is written, if any).
 
-    # Every job ends: whatever happens below, the job row leaves "running" with its status and reason.
+    Every job ends: whatever happens here, the job row leaves "running" with its status and reason."""
     status, error = "failed: interrupted before it finished", None
     try:
         if source in ("logged", "both"):
-            from assistant.models import neutralise_placeholders
-
             for task in tasks:
                 # "Hi [NAME_1]," would teach the student to print placeholders; "Hi there," is what it should say.
-                record(task, "logged", neutralise_placeholders(task.logged_reply), "stop", None)
+                job.record(task, "logged", neutralise_placeholders(task.logged_reply), "stop", None)
         status = "done"
-        if uses_teacher:
-            status = _run_teacher(store, settings, options, backend, retriever, prompt, params, tasks, record, prog,
-                                  lock, progress, stop)
+        if source in ("teacher", "both"):
+            status = _run_teacher(job, settings, options, backend, retriever, tasks, stop)
     except KeyboardInterrupt:
         status = "stopped: interrupted (run it again to resume; nothing stored is paid for twice)"
         raise
@@ -379,21 +302,13 @@ def label(store: Store, settings, options: LabelOptions, *, backend: LabelBacken
         status = f"failed: {exc}"
         raise
     except Exception as exc:  # a bug or an unforeseen failure: the job says so, the log keeps the traceback
-        log.exception("label job %s failed", job_id)
+        log.exception("label job %s failed", job.id)
         status = f"failed: {type(exc).__name__}: {exc}"
-        error = AssistantError(f"label job {job_id} failed: {type(exc).__name__}: {exc}")
+        error = AssistantError(f"label job {job.id} failed: {type(exc).__name__}: {exc}")
         error.__cause__ = exc
     finally:
-        store.update("label_jobs", job_id, {
-            "status": status, "finished_at": now(), "n_done": prog.done, "n_cached": prog.cached,
-            "n_called": prog.called, "n_failed": prog.failed, "n_accepted": prog.accepted,
-            "n_rejected": prog.rejected, "input_tokens": prog.input_tokens, "output_tokens": prog.output_tokens,
-            "cost": round(prog.cost, 6)})
-    if error is not None:
-        if isinstance(error, TeacherRejected):
-            raise TeacherRejected(f"label job {job_id} {status}; check ASSISTANT_TEACHER_API_KEY") from error
-        raise error
-    return LabelJobResult(job_id, status, source, teacher_name, prog)
+        job.finish(status)
+    return status, error
 
 
 def build_request(task: Task, retriever, prompt: Prompt, options: LabelOptions) -> tuple[LabelRequest, str]:
@@ -420,109 +335,125 @@ def store_call(store: Store, key: str, teacher: str, prompt: Prompt, params: dic
     store.insert("teacher_calls", row, replace=True)
 
 
-def split_cached(store: Store, tasks: list[Task], prompt: Prompt, teacher: str, params: dict, record, prog, lock) -> list[tuple[Task, str]]:
-    """Record every turn whose teacher call is already stored; return the (task, key) pairs still to call."""
-    db, todo = store.db, []
-    for task in tasks:
-        key = cache_key(task.history, prompt, teacher, params)
-        cached = next(db.query("SELECT * FROM teacher_calls WHERE cache_key = ?", [key]), None)
-        if cached:
-            with lock:
-                prog.cached += 1
-            record(task, "teacher", cached["reply"], cached["finish_reason"], key, cached.get("reference") or "")
-        else:
-            todo.append((task, key))
-    return todo
-
-
-def _run_teacher(store, settings, options, backend, retriever, prompt, params, tasks, record, prog, lock, progress, stop) -> str:
-    from assistant import spend
-
-    limiter = RateLimiter(options.rpm, options.tpm)
-    daily = spend.DailyBudget(store, settings)
-    todo = split_cached(store, tasks, prompt, backend.name, params, record, prog, lock)
-    budget_hit = threading.Event()  # the job's own --budget, or the day's cap
-    fatal: list[Exception] = []  # the teacher refused us for good: stop at once
+def _run_teacher(job: _Job, settings, options: LabelOptions, backend: LabelBackend, retriever, tasks: list[Task],
+                 stop: threading.Event) -> str:
+    """The teacher's labels: stored calls reused, the rest called live or as one batch; the job's status."""
+    daily = spend.DailyBudget(job.store, settings)
+    todo = job.split_cached(tasks)
     if todo and daily.reached():
         return f"stopped: {spend.REACHED}"
     if retriever is not None and todo:
         retriever.warm([task.history for task, _ in todo])
     if options.batch and todo:
-        from distill.batch import run_batch
+        return _run_batch(job, settings, options, backend, retriever, todo, stop)
+    return _LiveCalls(job, settings, options, backend, retriever, stop, daily).run(todo)
 
-        return run_batch(store, settings, options, backend, retriever, prompt, params, todo, record, prog, lock,
-                         progress, stop)
-    max_retries = retries(options, settings)
 
-    def halted() -> bool:
-        return stop.is_set() or budget_hit.is_set() or bool(fatal)
+def _run_batch(job: _Job, settings, options: LabelOptions, backend: LabelBackend, retriever,
+               todo: list[tuple[Task, str]], stop: threading.Event) -> str:
+    """The missing calls as one OpenAI Batch API job (`distill.batch`), billed at the batch discount."""
+    built = {key: (task, *build_request(task, retriever, job.prompt, options)) for task, key in todo}
+    price = settings.price(backend.name)
 
-    def work(task: Task, key: str) -> None:
-        request, reference = build_request(task, retriever, prompt, options)
-        est_tokens = sum(len(m["content"]) for m in request.messages) // 4 + options.max_tokens
-        for attempt in range(max_retries + 1):
-            if halted():
-                return
-            if daily.reached():
-                budget_hit.set()
-                return
-            limiter.acquire(est_tokens, stop)
+    def accept(key: str, result: CallResult | None) -> None:
+        if result is None:
+            with job.lock:
+                job.prog.failed += 1
+            return
+        task, _, reference = built[key]
+        cost = token_cost(price, result.input_tokens, result.output_tokens, discount=BATCH_DISCOUNT) or 0.0
+        job.accept_call(task, key, result, cost, None, reference)
+
+    return run_batch(job.store, backend, {key: request.messages for key, (_, request, _) in built.items()}, job.params,
+                     poll_s=options.poll_s, stop=stop, accept=accept,
+                     on_poll=(lambda: job.on_progress(job.prog)) if job.on_progress else None)
+
+
+class _LiveCalls:
+    """The teacher called turn by turn on a thread pool: paced (requests and tokens per minute), retried with
+    backoff, and stopped cleanly by Ctrl-C, the job's budget, the day's cap or a rejected key."""
+
+    def __init__(self, job: _Job, settings, options: LabelOptions, backend: LabelBackend, retriever,
+                 stop: threading.Event, daily: spend.DailyBudget):
+        self.job, self.settings, self.options, self.backend, self.retriever = job, settings, options, backend, retriever
+        self.stop, self.daily = stop, daily
+        self.limiter = RateLimiter(options.rpm, options.tpm)
+        self.max_retries = retries(options, settings)
+        self.budget_hit = threading.Event()  # the job's own --budget, or the day's cap
+        self.fatal: list[Exception] = []  # the teacher refused us for good: stop at once
+
+    def halted(self) -> bool:
+        return self.stop.is_set() or self.budget_hit.is_set() or bool(self.fatal)
+
+    def call(self, request: LabelRequest) -> tuple[CallResult | None, float]:
+        """The backend's answer and how long it took; None when the turn failed, or the job halted, first."""
+        est_tokens = sum(len(m["content"]) for m in request.messages) // 4 + self.options.max_tokens
+        for attempt in range(self.max_retries + 1):
+            if self.halted():
+                return None, 0.0
+            if self.daily.reached():
+                self.budget_hit.set()
+                return None, 0.0
+            self.limiter.acquire(est_tokens, self.stop)
             t0 = time.perf_counter()
             try:
-                result = backend.call(request)
-                break
+                return self.backend.call(request), time.perf_counter() - t0
             except TeacherRejected as exc:
-                fatal.append(exc)
-                return
+                self.fatal.append(exc)
+                return None, 0.0
             except RetryableError as exc:
-                if attempt == max_retries:
+                if attempt == self.max_retries:
                     log.warning("giving up on a turn after %d attempts: %s", attempt + 1, exc)
-                    with lock:
-                        prog.failed += 1
-                    return
+                    with self.job.lock:
+                        self.job.prog.failed += 1
+                    return None, 0.0
                 delay = exc.retry_after if exc.retry_after is not None else 0.5 * 2 ** attempt
                 delay = min(MAX_BACKOFF_S, max(0.0, delay))
-                stop.wait(delay + random.uniform(0, 0.1 * delay))
-        latency = time.perf_counter() - t0
-        cost = _price(backend, result, settings, latency)
+                self.stop.wait(delay + random.uniform(0, 0.1 * delay))
+        return None, 0.0  # pragma: no cover - every attempt above returns or retries
+
+    def work(self, task: Task, key: str) -> None:
+        request, reference = build_request(task, self.retriever, self.job.prompt, self.options)
+        result, latency = self.call(request)
+        if result is None:
+            return
         if not (result.text or "").strip():
             # A local stand-in with nothing to say: a rejected label, but nothing cached that a rerun would reuse.
-            record(task, "teacher", "", result.finish_reason, None, reference)
+            self.job.record(task, "teacher", "", result.finish_reason, None, reference)
             return
-        # Stored the moment it returns: a crash after this line never pays for this call again.
-        store_call(store, key, backend.name, prompt, params, result, cost, latency * 1000, reference)
-        daily.add(cost)
-        with lock:
-            prog.called += 1
-            prog.input_tokens += result.input_tokens or 0
-            prog.output_tokens += result.output_tokens or 0
-            prog.cost += cost
-            if options.budget is not None and prog.cost >= options.budget:
-                budget_hit.set()
-        record(task, "teacher", result.text, result.finish_reason, key, reference)
+        cost = call_cost(local=self.backend.local, model=self.backend.name, settings=self.settings, seconds=latency,
+                         input_tokens=result.input_tokens, output_tokens=result.output_tokens) or 0.0
+        self.job.accept_call(task, key, result, cost, latency * 1000, reference)
+        self.daily.add(cost)
+        if self.options.budget is not None and self.job.prog.cost >= self.options.budget:
+            self.budget_hit.set()
 
-    pending = set()
-    queue = list(todo)
-    with ThreadPoolExecutor(max_workers=options.concurrency) as pool:
-        try:
-            while queue or pending:
-                while queue and len(pending) < options.concurrency and not halted():
-                    task, key = queue.pop(0)
-                    pending.add(pool.submit(work, task, key))
-                if not pending:
-                    break
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    f.result()  # surface unexpected errors
-        except BaseException:
-            stop.set()  # Ctrl-C or a bug: let in-flight calls finish or give up; everything stored stays stored
-            raise
-    if fatal:
-        raise fatal[0]
-    if stop.is_set():
-        return "stopped"
-    if budget_hit.is_set() and (queue or prog.done < prog.total):
-        if options.budget is not None and prog.cost >= options.budget:
-            return f"stopped: budget ${options.budget:.2f} reached"
-        return f"stopped: {spend.REACHED}"
-    return "done" if not prog.failed else f"done with {prog.failed} failed turns"
+    def run(self, todo: list[tuple[Task, str]]) -> str:
+        pending, queue = set(), list(todo)
+        with ThreadPoolExecutor(max_workers=self.options.concurrency) as pool:
+            try:
+                while queue or pending:
+                    while queue and len(pending) < self.options.concurrency and not self.halted():
+                        task, key = queue.pop(0)
+                        pending.add(pool.submit(self.work, task, key))
+                    if not pending:
+                        break
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for f in finished:
+                        f.result()  # surface unexpected errors
+            except BaseException:
+                self.stop.set()  # Ctrl-C or a bug: let in-flight calls finish or give up; everything stored stays stored
+                raise
+        return self._status(queue)
+
+    def _status(self, queue: list) -> str:
+        prog, budget = self.job.prog, self.options.budget
+        if self.fatal:
+            raise self.fatal[0]
+        if self.stop.is_set():
+            return "stopped"
+        if self.budget_hit.is_set() and (queue or prog.done < prog.total):
+            if budget is not None and prog.cost >= budget:
+                return f"stopped: budget ${budget:.2f} reached"
+            return f"stopped: {spend.REACHED}"
+        return "done" if not prog.failed else f"done with {prog.failed} failed turns"

@@ -3,9 +3,9 @@
 A prompt is identified by its id and the hash of its text; both are stored with every label, so a
 changed prompt never silently mixes with labels written by an older one (and never reuses their cache).
 Transcript, KB and case text go in as delimited data inside the user message, never as instructions: the
-system message says so, and every piece of data passes through the one escaping function
-(`assistant.grounding.escape_data`), so no imported text can close its block, open one of its own, or
-pass for a line of the transcript.
+system message says so, and every piece of data is written by the renderers of `assistant.grounding`
+(`render_transcript`, `render_article`, `render_case`, all through its one escaping function `escape_data`),
+so no imported text can close its block, open one of its own, or pass for a line of the transcript.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import hashlib
 from dataclasses import dataclass
 from typing import Sequence
 
-from assistant.grounding import escape_data
+from assistant.grounding import render_article, render_case, render_transcript
 
-__all__ = ["Prompt", "LABEL_V2", "PROMPTS", "escape_data", "render_transcript", "render_case", "label_messages"]
+# render_transcript stays importable from here: the judge's prompts (eval.judge) write their transcripts with it
+__all__ = ["Prompt", "LABEL_V2", "PROMPTS", "render_transcript", "label_messages"]
 
 
 @dataclass(frozen=True)
@@ -56,24 +57,13 @@ LABEL_V2 = Prompt(
 )
 
 PROMPTS = {p.id: p for p in (LABEL_V2,)}
-SPEAKER = {"user": "Customer", "assistant": "Agent", "system": "Note"}
-
-
-def render_transcript(history: Sequence[dict]) -> str:
-    """One line per message, `Customer:` / `Agent:` first; the text escaped, so it cannot forge a line."""
-    return "\n".join(f"{SPEAKER.get(m['role'], escape_data(m['role']))}: {escape_data(m['content'])}" for m in history)
-
-
-def render_case(n: int, history: Sequence[dict], reply: str) -> str:
-    """A similar past case: its last turns and the agent's reply, escaped inside our own <case> wrapper."""
-    return f'<case n="{n}">\n{render_transcript(history)}\nAgent reply: {escape_data(reply)}\n</case>'
 
 
 def label_messages(prompt: Prompt, history: list[dict], kb_passages: Sequence[str],
                    cases: Sequence[tuple[Sequence[dict], str]]) -> list[dict]:
     """The labelling prompt: `cases` are (the case's last turns, its agent's reply) pairs, raw; escaped here."""
     user = prompt.user.format(
-        kb="\n".join(f'<article n="{i}">\n{escape_data(p)}\n</article>' for i, p in enumerate(kb_passages, 1)) or "(none)",
+        kb="\n".join(render_article(i, p) for i, p in enumerate(kb_passages, 1)) or "(none)",
         cases="\n".join(render_case(i, h, r) for i, (h, r) in enumerate(cases, 1)) or "(none)",
         transcript=render_transcript(history),
     )

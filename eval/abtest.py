@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from assistant.chat import DRAFT_TOKENS, reply_cost
 from assistant.errors import InputError
-from assistant.models import ChatModel, Completion, LlamaStudent, Usage, make_safe
-from assistant.router import RouteDecision
+from assistant.models import ChatModel, Completion, LlamaStudent, Usage, nearest_reply
+from assistant.pricing import reply_cost
+from assistant.router import DRAFT_TOKENS, auto_route
 from assistant.store import Store, now
 
 ARMS = ("teacher", "base", "student", "routed", "retrieval")
@@ -44,7 +44,8 @@ class EvalConfig:
 
 
 class RetrievalBaseline(ChatModel):
-    """No model: the next agent reply of the most similar conversation state in the training split."""
+    """No model: the next agent reply of the most similar conversation state in the training split
+    (`assistant.models.nearest_reply`, with no knowledge base to check replies against)."""
 
     role, local, generates, name, version = "baseline", True, False, "retrieval-baseline", "train-split"
 
@@ -53,8 +54,7 @@ class RetrievalBaseline(ChatModel):
         self.description = f"retrieval baseline over {case_base.size} training-split agent replies"
 
     def _generate(self, messages, max_tokens):
-        hits = self.cases.search(messages, k=1)
-        text = make_safe(hits[0].item["reply"], hits[0].item["history"], messages) if hits else ""
+        text, _ = nearest_reply(self.cases, messages, k=1)
         yield text
         yield Usage(0, len(text.split()), finish_reason="stop")
 
@@ -72,16 +72,6 @@ def evaluation_turns(dd, limit: int | None, version: str = "the dataset") -> lis
     if not turns:
         raise InputError(f"{version} has a test split but no labelled turns in it (every label there was rejected)")
     return turns[:limit] if limit else turns
-
-
-def route(router, threshold: float, history, student_reply: str) -> tuple[str, RouteDecision]:
-    """What Auto mode would do: teacher on a high pre-score, else look at the student's draft opening."""
-    decision = router.score(history)
-    if decision.to_teacher(threshold):
-        return "teacher", decision
-    draft = " ".join(student_reply.split()[: DRAFT_TOKENS])  # about the held-back opening
-    after = router.score(history, draft=draft)
-    return ("teacher", after) if after.to_teacher(threshold) else ("student", max(decision, after, key=lambda d: d.score))
 
 
 def _record(model: ChatModel, c: Completion, settings) -> dict:
@@ -168,7 +158,6 @@ def run_eval(store: Store, settings, config: EvalConfig, *, models: dict[str, Ch
     dd, manifest = load_dataset(store, config.dataset)
     turns = evaluation_turns(dd, config.limit, f"dataset {manifest['version']}")
     test_ids = frozenset(t["conversation_id"] for t in turns)
-    router = router or RuleRouter()
     models = build_models(store, settings, config, exclude=test_ids, models=models, retriever=retriever, dd=dd)
     judge = judge if judge is not None else make_judge(settings, config.judge)
 
@@ -177,47 +166,12 @@ def run_eval(store: Store, settings, config: EvalConfig, *, models: dict[str, Ch
         "models": json.dumps({arm: {"name": m.name, "version": m.version, "description": m.description}
                               for arm, m in models.items()}),
         "judge": _judge_label(judge), "started_at": now()})
-    items: list[dict] = []
-    direct = [a for a in config.arms if a != "routed"]
-    total = len(turns) * len(direct)
-    done = 0
-    for arm in direct:
-        model = models[arm]
-        for t in turns:
-            c = model.complete(t["history"], config.max_tokens)
-            items.append({"arm": arm, **{k: t[k] for k in ("conversation_id", "turn", "intent", "history", "reference", "gold_facts")},
-                          **_record(model, c, settings)})
-            done += 1
-            if progress:
-                progress(arm, done, total)
+    items = answer_turns(models, turns, [a for a in config.arms if a != "routed"], config, settings, progress)
     if "routed" in config.arms:
-        by_key = {(it["arm"], it["conversation_id"], it["turn"]): it for it in items}
-        for t in turns:
-            s = by_key.get(("student", t["conversation_id"], t["turn"]))
-            te = by_key.get(("teacher", t["conversation_id"], t["turn"]))
-            if s is None or te is None:
-                s = s or {**_record(models["student"], models["student"].complete(t["history"], config.max_tokens), settings)}
-                te = te or {**_record(models["teacher"], models["teacher"].complete(t["history"], config.max_tokens), settings)}
-            target, decision = route(router, settings.router_threshold, t["history"], s["reply"])
-            chosen = dict(te if target == "teacher" else s)
-            if target == "teacher" and decision.reason and "draft" in decision.reason:
-                # the student's held-back opening was spent before escalating: measured student time to it + teacher
-                draft_ms = (s["ttft_ms"] or 0) + (DRAFT_TOKENS / s["tokens_per_s"] * 1000 if s.get("tokens_per_s") else 0)
-                chosen["latency_ms"] = (te["latency_ms"] or 0) + draft_ms
-                chosen["cost"] = (te["cost"] or 0) + (s["cost"] or 0) * min(1.0, DRAFT_TOKENS / max(1, s["output_tokens"] or 1))
-            items.append({"arm": "routed", **{k: t[k] for k in ("conversation_id", "turn", "intent", "history", "reference", "gold_facts")},
-                          **{k: chosen[k] for k in ("reply", "ttft_ms", "latency_ms", "input_tokens", "output_tokens", "tokens_per_s", "cost", "model", "model_version")},
-                          "routed_to": target, "route_score": decision.score, "route_reason": decision.reason})
+        items += route_turns(models, turns, items, router or RuleRouter(), config, settings)
     score_items(items)
     if judge is not None:
-        for it in items:
-            it["judge"] = judge.grade(it["history"], it["reference"], it["reply"])
-        if "student" in config.arms and "teacher" in config.arms:
-            by_key = {(it["arm"], it["conversation_id"], it["turn"]): it for it in items}
-            for t in turns:
-                s, te = by_key[("student", t["conversation_id"], t["turn"])], by_key[("teacher", t["conversation_id"], t["turn"])]
-                s["pairwise_vs_teacher"] = judge.pairwise(t["history"], t["reference"], s["reply"], te["reply"])
-    if judge is not None:
+        judge_items(judge, items, turns, config)
         from eval.online import judge_shadows
 
         judge_shadows(store, judge)  # the online shadow answers collected since the last run
@@ -227,6 +181,63 @@ def run_eval(store: Store, settings, config: EvalConfig, *, models: dict[str, Ch
                                     for it in items)
         db["eval_runs"].update(run_id, {"status": "done", "finished_at": now(), "n_turns": len(turns)})
     return run_id
+
+
+_TURN_KEYS = ("conversation_id", "turn", "intent", "history", "reference", "gold_facts")
+
+
+def answer_turns(models: dict[str, ChatModel], turns: list[dict], arms: list[str], config: EvalConfig, settings,
+                 progress: Callable[[str, int, int], None] | None = None) -> list[dict]:
+    """Every arm answers every turn, given the history as it really happened."""
+    items: list[dict] = []
+    total, done = len(turns) * len(arms), 0
+    for arm in arms:
+        model = models[arm]
+        for t in turns:
+            c = model.complete(t["history"], config.max_tokens)
+            items.append({"arm": arm, **{k: t[k] for k in _TURN_KEYS}, **_record(model, c, settings)})
+            done += 1
+            if progress:
+                progress(arm, done, total)
+    return items
+
+
+def route_turns(models: dict[str, ChatModel], turns: list[dict], items: list[dict], router, config: EvalConfig,
+                settings) -> list[dict]:
+    """The routed arm: per turn, the reply Auto mode would have served (`assistant.router.auto_route`), reusing the
+    student's and the teacher's answers in `items` when those arms ran."""
+    by_key = {(it["arm"], it["conversation_id"], it["turn"]): it for it in items}
+    routed = []
+    for t in turns:
+        s = by_key.get(("student", t["conversation_id"], t["turn"]))
+        te = by_key.get(("teacher", t["conversation_id"], t["turn"]))
+        if s is None or te is None:
+            s = s or _record(models["student"], models["student"].complete(t["history"], config.max_tokens), settings)
+            te = te or _record(models["teacher"], models["teacher"].complete(t["history"], config.max_tokens), settings)
+        opening = " ".join(s["reply"].split()[:DRAFT_TOKENS])  # about the held-back opening
+        target, decision = auto_route(router, t["history"], settings.router_threshold, lambda: opening)
+        chosen = dict(te if target == "teacher" else s)
+        if target == "teacher" and decision.reason and "draft" in decision.reason:
+            # the student's held-back opening was spent before escalating: measured student time to it + teacher
+            draft_ms = (s["ttft_ms"] or 0) + (DRAFT_TOKENS / s["tokens_per_s"] * 1000 if s.get("tokens_per_s") else 0)
+            chosen["latency_ms"] = (te["latency_ms"] or 0) + draft_ms
+            chosen["cost"] = (te["cost"] or 0) + (s["cost"] or 0) * min(1.0, DRAFT_TOKENS / max(1, s["output_tokens"] or 1))
+        routed.append({"arm": "routed", **{k: t[k] for k in _TURN_KEYS},
+                       **{k: chosen[k] for k in ("reply", "ttft_ms", "latency_ms", "input_tokens", "output_tokens",
+                                                 "tokens_per_s", "cost", "model", "model_version")},
+                       "routed_to": target, "route_score": decision.score, "route_reason": decision.reason})
+    return routed
+
+
+def judge_items(judge, items: list[dict], turns: list[dict], config: EvalConfig) -> None:
+    """Judge grades for every item and, with both arms run, the pairwise student-vs-teacher comparison."""
+    for it in items:
+        it["judge"] = judge.grade(it["history"], it["reference"], it["reply"])
+    if "student" in config.arms and "teacher" in config.arms:
+        by_key = {(it["arm"], it["conversation_id"], it["turn"]): it for it in items}
+        for t in turns:
+            s, te = by_key[("student", t["conversation_id"], t["turn"])], by_key[("teacher", t["conversation_id"], t["turn"])]
+            s["pairwise_vs_teacher"] = judge.pairwise(t["history"], t["reference"], s["reply"], te["reply"])
 
 
 def load_run(store: Store, run_id: int | None = None) -> tuple[dict, list[dict]]:

@@ -12,7 +12,7 @@ def test_offline_ab_with_fake_models_scores_routes_and_stores(settings, fake_emb
     from eval.abtest import RetrievalBaseline, load_run, run_eval, EvalConfig
     from assistant.retrieval import CaseBase
     import eval.abtest as abtest
-    from tests.test_label import conv
+    from tests.distill.test_label import conv
 
     # the semantic-similarity module would load the real embedder; the fake one is enough here
     monkeypatch.setattr(abtest, "score_items", lambda items: [it.update(rouge_l=0.5, bleu=1.0, semantic_similarity=0.5,
@@ -40,7 +40,7 @@ def test_evaluation_explains_a_dataset_without_a_test_split(settings, tmp_path):
     from distill.dataset import build_dataset
     from distill.label import LabelOptions, label
     from eval.abtest import EvalConfig, run_eval
-    from tests.test_label import conv
+    from tests.distill.test_label import conv
 
     store = open_store(settings)
     store.db["conversations"].insert_all([conv(i) for i in range(2)])  # too few for a test split

@@ -1,4 +1,5 @@
-"""Labelling: resume without paying twice, retries, budget, quality filter, prompt injection."""
+"""Labelling (distill.label, distill.backends): resume without paying twice, retries, budget, quality filter,
+prompt injection, every job ends."""
 
 import json
 import sqlite3
@@ -9,8 +10,10 @@ import pytest
 from assistant.errors import InputError
 from assistant.retrieval import CaseBase, KnowledgeBase, Retriever
 from assistant.store import Store
-from distill.label import CaseBackend, LabelOptions, OpenAIBackend, label
-from distill.prompts import LABEL_V2, escape_data, label_messages
+from assistant.grounding import escape_data
+from distill.backends import CaseBackend, OpenAIBackend
+from distill.label import LabelOptions, label
+from distill.prompts import LABEL_V2, label_messages
 from eval.fake_teacher import FakeTeacher
 
 
@@ -147,41 +150,6 @@ def test_bad_options_are_named(store, settings):
         label(store, settings, LabelOptions(concurrency=0))
 
 
-def test_batch_mode_submits_polls_collects_and_resumes(store, settings, retriever):
-    with FakeTeacher() as fake:
-        backend = backend_for(fake)
-        r = label(store, settings, LabelOptions(source="teacher", batch=True, poll_s=0.01), backend=backend,
-                  retriever=retriever)
-        assert r.status == "done" and r.progress.called == 12 and len(fake.batches) == 1
-        assert fake.calls == 12 and max(fake.per_request.values()) == 1
-        assert store.db["label_batches"].get(1)["status"] == "collected"
-        again = label(store, settings, LabelOptions(source="teacher", batch=True, poll_s=0.01), backend=backend,
-                      retriever=retriever)
-        assert again.progress.cached == 12 and len(fake.batches) == 1  # nothing submitted twice
-
-
-def test_batch_mode_resumes_a_batch_in_flight(store, settings, retriever):
-    import threading
-
-    with FakeTeacher() as fake:
-        backend = backend_for(fake)
-        stop = threading.Event()
-        real_retrieve = backend.client.batches.retrieve
-
-        def interrupted(batch_id):
-            stop.set()  # Ctrl-C while the batch is still running
-            return real_retrieve(batch_id)
-
-        backend.client.batches.retrieve = interrupted
-        r = label(store, settings, LabelOptions(source="teacher", batch=True, poll_s=0.01), backend=backend,
-                  retriever=retriever, stop=stop)
-        assert r.status.startswith("stopped: batch") and fake.calls == 0
-        backend.client.batches.retrieve = real_retrieve
-        r = label(store, settings, LabelOptions(source="teacher", batch=True, poll_s=0.01), backend=backend,
-                  retriever=retriever)
-        assert r.status == "done" and len(fake.batches) == 1 and fake.calls == 12
-
-
 # ---- every job ends ------------------------------------------------------------------------------
 
 def mock_backend(handler):
@@ -230,7 +198,7 @@ def test_an_empty_answer_is_retried_and_never_cached(store, settings, retriever,
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_a_rejected_api_key_fails_the_job_at_once_with_the_reason(store, settings, retriever, status):
-    from distill.label import TeacherRejected
+    from distill.backends import TeacherRejected
 
     backend, calls = mock_backend(lambda request, n: (status, {"error": {"message": "bad key"}}))
     with pytest.raises(TeacherRejected, match="teacher rejected the API key"):
@@ -264,13 +232,6 @@ def test_retries_are_bounded_by_the_settings(store, settings, retriever):
 
     assert retries(LabelOptions(), replace(settings, label_max_retries=1000)) == MAX_RETRIES
     assert retries(LabelOptions(max_retries=1), settings) == 1
-
-
-def test_make_backend_uses_the_labelling_timeout(settings):
-    from distill.label import make_backend
-
-    backend = make_backend(replace(settings, teacher_api_key="k", label_timeout=7.5), retriever=None)
-    assert backend.client.timeout == 7.5
 
 
 # ---- the daily teacher budget --------------------------------------------------------------------
