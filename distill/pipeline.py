@@ -22,7 +22,7 @@ from assistant.settings import REPO_ROOT
 from assistant.store import Store, now
 from assistant import students
 from distill import registry
-from distill.train import TrainConfig, TrainProgress, train_lora
+from distill.train import TrainConfig, TrainProgress, TrainResult, loss_function, train_lora
 
 
 @dataclass
@@ -98,35 +98,36 @@ def grounding_for_training(retriever, rows_by_split):
     return lambda messages, conversation_id: student_layout(messages, retriever, conversation_id)
 
 
-def train_student(store: Store, settings, *, dataset_version: str | None = None, config: TrainConfig | None = None,
-                  gguf_type: str = "q8_0", promote: bool = True, force: bool = False, eval_limit: int = 40,
-                  progress: Callable[[TrainProgress], None] | None = None, should_stop: Callable[[], bool] | None = None,
-                  log: Callable[[str], None] = lambda line: None, base_loader=None, evaluate=None,
-                  retriever=None) -> TrainOutcome:
-    from distill.base_model import base_identity, load_base, qlora_problem
-    from distill.dataset import load_dataset
-    from distill.export import TYPES, export_gguf
-    from distill.train import device_and_dtype, distributed
+def _refuse_what_cannot_run(base: str, gguf_type: str, config: TrainConfig) -> None:
+    """InputError for a run that would fail after hours of training (or at once), before anything is loaded."""
+    from distill.base_model import qlora_problem
+    from distill.export import TYPES
 
-    config = config or TrainConfig()
-    base = settings.student_path
-    gguf_type = gguf_type.lower()
     if gguf_type != "none" and gguf_type not in TYPES:
         raise InputError(f"unknown export type {gguf_type!r}; choose one of {', '.join(TYPES)} or none")
     if gguf_type != "none" and Path(base).suffix.lower() != ".gguf":
-        # checked before hours of training, not after
         raise InputError(f"serving through llama.cpp needs a GGUF base, and {base} is not one: train with "
                          "--export-type none to register the adapter only (serve it with e.g. vLLM --enable-lora)")
+    loss_function(config.loss)
     problem = qlora_problem() if config.load_in_4bit else None
     if problem:
         raise InputError(problem)
-    dd, manifest = load_dataset(store, dataset_version)
-    log(f"dataset {manifest['version']}: {dd['train'].num_rows} train / {dd['validation'].num_rows} validation rows "
-        f"(test split reserved for evaluation)")
+
+
+def _train_adapter(store: Store, settings, dd, manifest: dict, config: TrainConfig, *, base_loader, retriever,
+                   progress, should_stop, log) -> tuple[TrainResult, object]:
+    """Load the base and train the adapter in the run folder named by config and data (a rerun resumes it).
+
+    Returns the result and the held-out retriever (None when neither the new nor the serving student
+    is retrieval-augmented), which the quick evaluation grounds both students with.
+    """
+    from distill.base_model import load_base
+    from distill.train import device_and_dtype, distributed
+
     dist = distributed()
     _, amp_dtype = device_and_dtype(dist.local_rank)
     model, tokenizer = (base_loader or (lambda b: load_base(b, settings.cache_dir, dtype=amp_dtype, load_in_4bit=config.load_in_4bit,
-                                                            device_index=dist.local_rank)))(base)
+                                                            device_index=dist.local_rank)))(settings.student_path)
     run_dir = settings.home / "models" / "runs" / f"{config.digest()}-{manifest['content_hash'][:10]}"
     run_dir.mkdir(parents=True, exist_ok=True)
     if (run_dir / "checkpoint").exists():
@@ -139,10 +140,18 @@ def train_student(store: Store, settings, *, dataset_version: str | None = None,
         log("retrieval-augmented: every customer turn carries the KB passage and similar replies it is served with")
         ground = grounding_for_training(held_out, [train_rows, val_rows])
     result = train_lora(model, tokenizer, train_rows, val_rows, config, run_dir, progress, should_stop, ground=ground)
-    if not result.main_process:
-        return None  # a helper process of a multi-GPU run; the main one registers the version
-    log(f"trained {result.steps} steps; best validation loss {result.metrics['best_val_loss']}")
+    return result, held_out
 
+
+def _build_version(store: Store, settings, result: TrainResult, config: TrainConfig, manifest: dict, gguf_type: str,
+                   *, should_stop, log) -> tuple[str, Path, dict]:
+    """The version folder (adapter, GGUF unless `none`, manifest), built aside and renamed into place when complete.
+
+    Returns the version's name, its folder and its manifest."""
+    from distill.base_model import base_identity, load_base
+    from distill.export import export_gguf
+
+    base = settings.student_path
     n = store.db["model_versions"].count + 1
     version = f"student-{n:03d}-{config.digest()[:6]}"
     final = settings.home / "models" / version
@@ -172,36 +181,74 @@ def train_student(store: Store, settings, *, dataset_version: str | None = None,
     (tmp / "manifest.json").write_text(json.dumps(info, indent=2, default=str))
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
-    gguf_final = final / "model.gguf" if gguf_type != "none" else None
-    promote = promote and gguf_final is not None
+    return version, final, info
 
-    # both compared on validation turns whose own conversations their retrieval cannot see
-    evaluation = {}
-    if promote:
-        candidate = students.student_for({"version": version, "gguf_path": str(gguf_final), "config": json.dumps(asdict(config))},
-                                settings, held_out)
-        current = students.serving_student(store, settings, held_out)
-        evaluation = (evaluate or quick_evaluate)(candidate, current, list(dd["validation"]), eval_limit)
-    better = bool(evaluation) and (evaluation["candidate_score"] or 0) > (evaluation["serving_score"] or 0)
-    status = "candidate"
+
+def _register(store: Store, settings, final: Path, info: dict, gguf_type: str, config: TrainConfig,
+              evaluation: dict) -> None:
+    """The version's row, as a candidate: written only once its folder is complete."""
+    gguf_final = final / "model.gguf" if gguf_type != "none" else None
     with store.transaction() as db:
         db["model_versions"].insert({
-            "version": version, "base": base, "base_sha256": info["base"]["sha256"], "dataset_version": manifest["version"],
+            "version": info["version"], "base": settings.student_path, "base_sha256": info["base"]["sha256"],
+            "dataset_version": info["dataset"]["version"],
             "path": str(final), "gguf_path": str(gguf_final) if gguf_final else None, "gguf_type": gguf_type,
             "gguf_bytes": gguf_final.stat().st_size if gguf_final else None,
-            "config": json.dumps(asdict(config)), "metrics": json.dumps(result.metrics, default=str),
-            "evaluation": json.dumps(evaluation), "status": status, "created_at": now()})
-    promoted = False
-    if promote and (better or force):
+            "config": json.dumps(asdict(config)), "metrics": json.dumps(info["metrics"], default=str),
+            "evaluation": json.dumps(evaluation), "status": "candidate", "created_at": now()})
+
+
+def _promote_if_better(store: Store, version: str, evaluation: dict, serving_name: str, force: bool, log) -> bool:
+    """Promote the candidate when its quick evaluation beats the serving student's (or when forced); else reject it."""
+    better = bool(evaluation) and (evaluation["candidate_score"] or 0) > (evaluation["serving_score"] or 0)
+    if better or force:
         reason = "forced" if force and not better else (
-            f"quick eval {evaluation['candidate_score']:.3f} > {evaluation['serving_score']:.3f} ({current.name})")
+            f"quick eval {evaluation['candidate_score']:.3f} > {evaluation['serving_score']:.3f} ({serving_name})")
         registry.promote(store, version, reason)
-        promoted = True
         log(f"promoted {version}: {reason}")
-    elif promote:
-        registry.reject(store, version)
-        log(f"not promoted: {version} scored {evaluation['candidate_score']:.3f}, serving {current.name} "
-            f"{evaluation['serving_score']:.3f} (use --force to promote anyway)")
+        return True
+    registry.reject(store, version)
+    log(f"not promoted: {version} scored {evaluation['candidate_score']:.3f}, serving {serving_name} "
+        f"{evaluation['serving_score']:.3f} (use --force to promote anyway)")
+    return False
+
+
+def train_student(store: Store, settings, *, dataset_version: str | None = None, config: TrainConfig | None = None,
+                  gguf_type: str = "q8_0", promote: bool = True, force: bool = False, eval_limit: int = 40,
+                  progress: Callable[[TrainProgress], None] | None = None, should_stop: Callable[[], bool] | None = None,
+                  log: Callable[[str], None] = lambda line: None, base_loader=None, evaluate=None,
+                  retriever=None) -> TrainOutcome:
+    """Train a new student version on a dataset (the newest by default), register it, and promote it if better.
+
+    Steps: refuse what cannot run here -> train the adapter -> build the version folder (adapter, GGUF,
+    manifest) -> quick-evaluate against the serving student -> register -> promote or reject. Returns
+    None in the helper processes of a multi-GPU run: the main one registers the version.
+    """
+    from distill.dataset import load_dataset
+
+    config = config or TrainConfig()
+    gguf_type = gguf_type.lower()
+    _refuse_what_cannot_run(settings.student_path, gguf_type, config)
+    dd, manifest = load_dataset(store, dataset_version)
+    log(f"dataset {manifest['version']}: {dd['train'].num_rows} train / {dd['validation'].num_rows} validation rows "
+        f"(test split reserved for evaluation)")
+    result, held_out = _train_adapter(store, settings, dd, manifest, config, base_loader=base_loader, retriever=retriever,
+                                      progress=progress, should_stop=should_stop, log=log)
+    if not result.main_process:
+        return None
+    log(f"trained {result.steps} steps; best validation loss {result.metrics['best_val_loss']}")
+    version, final, info = _build_version(store, settings, result, config, manifest, gguf_type, should_stop=should_stop, log=log)
+    gguf_final = final / "model.gguf" if gguf_type != "none" else None
+    promote = promote and gguf_final is not None
+    evaluation, current = {}, None
+    if promote:
+        # both compared on validation turns whose own conversations their retrieval cannot see
+        candidate = students.student_for({"version": version, "gguf_path": str(gguf_final), "config": json.dumps(asdict(config))},
+                                         settings, held_out)
+        current = students.serving_student(store, settings, held_out)
+        evaluation = (evaluate or quick_evaluate)(candidate, current, list(dd["validation"]), eval_limit)
+    _register(store, settings, final, info, gguf_type, config, evaluation)
+    promoted = promote and _promote_if_better(store, version, evaluation, current.name, force, log)
     return TrainOutcome(version, gguf_final, result.metrics, evaluation, promoted)
 
 

@@ -123,6 +123,8 @@ def test_what_cannot_be_exported_or_run_here_is_refused_before_training(env, set
         train_student(services.store, hub_base, config=TINY, base_loader=loads.append)
     with pytest.raises(InputError, match="unknown export type"):
         train_student(services.store, settings, config=TINY, base_loader=loads.append, gguf_type="q2_k")
+    with pytest.raises(InputError, match="unknown loss 'token_kl'; known losses: cross_entropy"):
+        train_student(services.store, settings, config=replace(TINY, loss="token_kl"), base_loader=loads.append)
     with pytest.raises(InputError, match="QLoRA needs a CUDA GPU"):  # this machine has no GPU
         train_student(services.store, settings, config=replace(TINY, load_in_4bit=True), base_loader=loads.append)
     assert loads == [] and students.versions(services.store) == []
