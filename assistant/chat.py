@@ -143,6 +143,7 @@ class _Turn:
 
 
 def respond(services, messages: Sequence[dict], mode: str = "Auto", session_id: str = "", turn_index: int = 0) -> Iterator[ChatEvent]:
+    """Answer the last message of `messages`: route it, stream the reply as events, log the exchange."""
     mode, experiment_arm = experiment_mode(services.settings, session_id, mode)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")

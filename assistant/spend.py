@@ -8,8 +8,9 @@ spend is summed from what the store already writes the moment a cost is known,
 - `teacher_calls.cost` of every labelling call (live or Batch API; retrains label through the same jobs),
 - `shadow_answers.cost` of the teacher's background answers to student-served turns,
 
-each counted by its `created_at` (UTC ISO-8601, so "today" is a string range). A reply whose price is
-unknown (no price for the model) records no cost and counts as free: set ASSISTANT_PRICES for the teacher.
+each counted by its `created_at` (UTC ISO-8601, so "today" is a string range). Every one of those costs is
+computed by `assistant.pricing`; nothing is priced here. A reply whose price is unknown (no price for the
+model) records no cost and counts as free: set ASSISTANT_PRICES for the teacher.
 
 Past the cap the chat answers with the student plus a notice (`chat.respond`), and labelling stops
 cleanly with the status "stopped: daily teacher budget reached" (`distill.label`). The check happens

@@ -48,3 +48,15 @@ def test_evaluation_explains_a_dataset_without_a_test_split(settings, tmp_path):
     with pytest.raises(InputError, match="no test split to evaluate on \\(train 2, validation 0, test 0"):
         run_eval(store, settings, EvalConfig(arms=("teacher",)), models={"teacher": FakeModel()})
     assert store.db["eval_runs"].count == 0
+
+
+def test_the_retrieval_baseline_answers_with_the_nearest_training_reply_made_safe(fake_embedder):
+    from assistant.retrieval import CaseBase
+    from eval.abtest import RetrievalBaseline
+
+    train = [{"id": 1, "resolution": "resolved", "csat": None, "messages": [
+        {"role": "user", "content": "where is order NH-1234567"}, {"role": "assistant", "content": "NH-1234567 ships today."}]}]
+    baseline = RetrievalBaseline(CaseBase(train, fake_embedder))
+    c = baseline.complete([{"role": "user", "content": "where is order NH-7654321"}])
+    assert c.text == "NH-7654321 ships today." and c.output_tokens == 3 and not baseline.generates
+    assert RetrievalBaseline(CaseBase([], fake_embedder)).complete([{"role": "user", "content": "hi"}]).text == ""
