@@ -18,7 +18,7 @@ from functools import wraps
 import typer
 
 from assistant.errors import AssistantError
-from distill.formats import FORMATS
+from distill.formats import ALIASES, FORMATS
 
 app = typer.Typer(help="Customer-support assistant: a distilled student model, routed to a teacher when needed.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -105,7 +105,7 @@ def _parse_columns(spec: str | None) -> dict | None:
 @friendly
 def import_cmd(
     path: str = typer.Argument(..., help="Export file (or saved Hugging Face dataset folder)."),
-    format: str = typer.Option(None, "--format", help=f"{', '.join(FORMATS)} (default: detected)."),
+    format: str = typer.Option(None, "--format", help=f"{', '.join([*FORMATS, *ALIASES])} (default: detected)."),
     strict: bool = typer.Option(False, help="Import nothing if any record is bad."),
     scrub: bool = typer.Option(True, "--scrub/--no-scrub", help="Replace PII with typed placeholders before storing (on by default)."),
     csv_columns: str = typer.Option(None, help="CSV column names, e.g. conversation=ticket_id,role=sender,text=body,timestamp=sent."),
@@ -299,6 +299,7 @@ def train_cmd(
     retrieval_augmented: bool = typer.Option(_train_default("retrieval_augmented"), "--retrieval-augmented/--plain",
                                              help=_train_help("retrieval_augmented")),
     load_in_4bit: bool = typer.Option(_train_default("load_in_4bit"), "--load-in-4bit", help=_train_help("load_in_4bit")),
+    loss: str = typer.Option(_train_default("loss"), help=_train_help("loss")),
     export_type: str = typer.Option("q8_0", help="GGUF type for serving: q8_0, f16 or q4_0; none registers the adapter only (non-GGUF bases)."),
     eval_limit: int = typer.Option(40, help="Validation turns in the promotion check."),
     promote: bool = typer.Option(True, "--promote/--no-promote", help="Compare with the serving student and promote if better."),
@@ -316,7 +317,7 @@ def train_cmd(
                          lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, max_length=max_length,
                          memory_limit_mb=memory_limit_mb, gradient_checkpointing=gradient_checkpointing,
                          turns=turns, early_stopping_patience=early_stopping_patience, max_steps=max_steps, seed=seed,
-                         retrieval_augmented=retrieval_augmented, load_in_4bit=load_in_4bit)
+                         retrieval_augmented=retrieval_augmented, load_in_4bit=load_in_4bit, loss=loss)
     bar = _Progress("training", " steps")
     outcome = train_student(open_store(settings), settings, dataset_version=dataset, config=config, gguf_type=export_type,
                             promote=promote, force=force, eval_limit=eval_limit,

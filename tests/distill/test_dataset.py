@@ -4,7 +4,7 @@ import datasets
 
 from distill.dataset import build_dataset, load_dataset, split_conversations
 from distill.label import LabelOptions, label
-from tests.test_label import conv
+from tests.distill.test_label import conv
 
 
 def test_split_is_by_conversation_deterministic_and_stratified():
@@ -62,7 +62,7 @@ def _teacher_job(store, settings, fake_embedder, handler):
     from dataclasses import replace
 
     from assistant.retrieval import CaseBase, KnowledgeBase, Retriever
-    from tests.test_label import mock_backend
+    from tests.distill.test_label import mock_backend
 
     retriever = Retriever(KnowledgeBase([], fake_embedder), CaseBase(list(store.conversations()), fake_embedder))
     backend, _ = mock_backend(handler)
@@ -75,7 +75,7 @@ def test_a_job_with_failed_turns_builds_no_dataset_unless_allowed(tmp_path, sett
 
     from assistant.errors import InputError
     from assistant.store import Store
-    from tests.test_label import completion
+    from tests.distill.test_label import completion
 
     store = Store(tmp_path / "a.db")
     store.db["conversations"].insert_all([conv(i, intent=f"intent{i % 2}") for i in range(12)])
@@ -96,7 +96,7 @@ def test_a_dataset_with_nothing_to_train_on_is_never_registered(tmp_path, settin
 
     from assistant.errors import InputError
     from assistant.store import Store
-    from tests.test_label import completion
+    from tests.distill.test_label import completion
 
     store = Store(tmp_path / "a.db")
     store.db["conversations"].insert_all([conv(i) for i in range(6)])

@@ -10,7 +10,7 @@ import gradio as gr
 
 from assistant.errors import AssistantError
 from assistant.shells.console.shared import UNDOCUMENTED, discard_upload
-from distill.formats import FORMATS
+from distill.formats import ALIASES, FORMATS
 from distill.importer import import_file
 from distill.kb import import_kb
 
@@ -18,7 +18,7 @@ AUTO = "auto-detect"
 
 
 def format_choices() -> list[str]:
-    return [AUTO, *FORMATS]
+    return [AUTO, *FORMATS, *ALIASES]
 
 
 def import_transcripts(services, file, fmt: str, strict: bool, scrub: bool) -> str:

@@ -1,15 +1,19 @@
 """The CLI turns our errors into one clear line and a non-zero exit, and its commands call the plain functions."""
 
+import json
+import re
 import subprocess
 import sys
 
+import pytest
+
 from typer.testing import CliRunner
 
-from assistant.settings import REPO_ROOT
+from assistant.settings import REPO_ROOT, Settings
 from assistant.shells.cli import app
-from assistant.store import open_store
-from distill.formats import FORMATS
-from tests.importing import FIXTURES
+from assistant.store import Store, open_store
+from distill.formats import ALIASES, FORMATS
+from tests.importing import FIXTURES, snapshot
 
 runner = CliRunner()
 
@@ -53,7 +57,7 @@ def test_import_help_names_the_formats_the_importer_reads():
     import typer
 
     [option] = [p for p in typer.main.get_command(app).commands["import"].params if p.name == "format"]
-    assert option.help == f"{', '.join(FORMATS)} (default: detected)."
+    assert option.help == f"{', '.join([*FORMATS, *ALIASES])} (default: detected)."
 
 
 def test_users_add_list_remove_and_every_command_exists_under_python_m(settings):
@@ -71,3 +75,35 @@ def test_users_add_list_remove_and_every_command_exists_under_python_m(settings)
     help_text = subprocess.run([sys.executable, "-m", "assistant.shells.cli", "users", "--help"], cwd=REPO_ROOT,
                                capture_output=True, text=True, timeout=120).stdout
     assert "add" in help_text and "remove" in help_text
+
+
+BAD_FILES = [
+    ("broken.jsonl", r"broken\.jsonl: line 1: invalid JSON at column 122"),
+    ("no_agents.jsonl", r"no_agents\.jsonl: nothing importable.*line 1: no assistant message"),
+    ("binary.csv", r"binary\.csv: looks like a binary file"),
+    ("doc.json", r"doc\.json: invalid JSON at line 2, column 16: Expecting value"),
+    ("not_utf8.jsonl", r"not_utf8\.jsonl: line 1: invalid UTF-8 at byte 46"),
+]
+
+
+@pytest.mark.parametrize("name, message", BAD_FILES)
+def test_every_bad_file_exits_non_zero_names_place_and_reason_and_stores_nothing(tmp_path, name, message):
+    files = {"no_agents.jsonl": json.dumps({"messages": [{"role": "user", "content": "hello?"}]}).encode() + b"\n",
+             "binary.csv": b"\x00\x01\x02\xff" * 64, "doc.json": b'[\n  {"messages": ]}',
+             "not_utf8.jsonl": b'{"messages": [{"role": "user", "content": "caf\xe9"}]}\n'}
+    path = FIXTURES / name if name not in files else tmp_path / name
+    if name in files:
+        path.write_bytes(files[name])
+    result = runner.invoke(app, ["import", str(path)])
+    # an unhandled exception also exits 1 under CliRunner; our error path exits through SystemExit
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert re.search(message, result.output.replace("\n", " ")), result.output
+    db = Store(Settings.from_env().db_path)
+    assert snapshot(db) == {"conversations": [], "imports": []}
+
+
+def test_train_takes_the_loss_by_name_and_refuses_an_unknown_one():
+    assert "--loss" in runner.invoke(app, ["train", "--help"]).output
+    result = runner.invoke(app, ["train", "--loss", "token_kl"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert "unknown loss 'token_kl'; known losses: cross_entropy" in result.output

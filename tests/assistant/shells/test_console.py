@@ -10,7 +10,7 @@ from gradio_client import Client, handle_file
 from assistant.errors import AssistantError
 from assistant.shells.console import import_tab, label_tab, models_tab, report_tab, retrain_tab
 from assistant.shells.console.shared import job_view, progress_bar
-from distill.formats import FORMATS
+from distill.formats import ALIASES, FORMATS
 from distill.importer import import_file
 from tests.importing import FIXTURES
 
@@ -35,8 +35,8 @@ def test_import_tab_imports_a_file_and_reports(console):
 def test_import_tab_offers_the_formats_the_importer_reads(console):
     _, client = console
     dropdowns = [c["props"] for c in client.config["components"] if c["props"].get("label") == "Format"]
-    assert [choice[0] for choice in dropdowns[0]["choices"]] == ["auto-detect", *FORMATS]
-    assert import_tab.format_choices() == ["auto-detect", *FORMATS]
+    assert [choice[0] for choice in dropdowns[0]["choices"]] == ["auto-detect", *FORMATS, *ALIASES]
+    assert import_tab.format_choices() == ["auto-detect", *FORMATS, "tsv"]
 
 
 def test_label_tab_runs_a_job_and_builds_a_dataset(console):
