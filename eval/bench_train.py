@@ -62,7 +62,6 @@ def main() -> None:
     used_rows = sorted({i for b in order[: args.steps * config.grad_accum] for i in b})
 
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
         # the same examples, so the same length-grouped batches in the same order
         result = train_lora(model, tokenizer, rows, [], config, Path(tmp))
         ours = result.metrics["tokens_per_s"]
