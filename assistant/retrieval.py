@@ -106,6 +106,15 @@ class Embedder:
             return np.stack([self._memory[k] for k in keys])
 
 
+def embedder_for(settings):
+    """The embedder the settings name (ASSISTANT_EMBEDDER): the packaged MiniLM, or hashing (no model load)."""
+    if settings.embedder == "hashing":
+        from assistant.hashing_embedder import HashingEmbedder
+
+        return HashingEmbedder()
+    return Embedder(settings.cache_dir)
+
+
 @dataclass
 class Hit:
     score: float

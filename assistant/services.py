@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from assistant import students
 from assistant.models import CaseTeacher, ChatModel, OpenAITeacher
-from assistant.retrieval import Embedder, Retriever, build_retriever
+from assistant.retrieval import Embedder, Retriever, build_retriever, embedder_for
 from assistant.router import Router, RuleRouter
 from assistant.settings import Settings
 from assistant.store import Store, open_store
@@ -80,7 +80,7 @@ def make_teacher(settings: Settings, retriever: Retriever, http_client=None, *, 
 def build_services(settings: Settings, *, student: ChatModel | None = None, teacher: ChatModel | None = None,
                    embedder: Embedder | None = None) -> Services:
     store = open_store(settings)
-    retriever = build_retriever(store, embedder or Embedder(settings.cache_dir))
+    retriever = build_retriever(store, embedder or embedder_for(settings))
     retriever.kb.search("warm-up")  # load the embedder now, not on the first customer's message
     services = Services(
         settings=settings,

@@ -66,7 +66,7 @@ class Settings:
     compute_per_hour: float = field(default=0.05, metadata={"env": "ASSISTANT_COMPUTE_PER_HOUR", "help": "US$ per hour of the machine serving local models; prices local replies by their latency."})
     experiment: str = field(default="", metadata={"env": "ASSISTANT_EXPERIMENT", "help": 'Online A/B: share of new chat sessions per arm, e.g. "teacher=0.2,student=0.5,routed=0.3" (sticky per session). Empty: users pick.'})
     shadow_rate: float = field(default=0.0, metadata={"env": "ASSISTANT_SHADOW_RATE", "help": "Share of student-served turns the teacher also answers in the background (never shown), for later judging."})
-    embedder: str = field(default="minilm", metadata={"env": "ASSISTANT_EMBEDDER", "help": "Embeddings for retrieval (KB, similar cases): minilm, the packaged all-MiniLM-L6-v2; or hashing, bag-of-words hashing with no model load (assistant.hashing_embedder), for benchmarks and tests: it matches shared words, not meaning."})
+    embedder: str = field(default="minilm", metadata={"env": "ASSISTANT_EMBEDDER", "choices": ("minilm", "hashing"), "help": "Embeddings for retrieval (KB, similar cases): minilm, the packaged all-MiniLM-L6-v2; or hashing, bag-of-words hashing with no model load (assistant.hashing_embedder), for benchmarks and tests: it matches shared words, not meaning."})
     seed_sample: bool = field(default=True, metadata={"env": "ASSISTANT_SEED_SAMPLE", "help": "On an empty store, load data/sample (the demo company) so the offline teacher has cases and KB."})
     # ---- safety bounds (every resource has one) --------------------------------------------
     chat_teacher_deadline: float = field(default=8.0, metadata={"env": "ASSISTANT_CHAT_TEACHER_DEADLINE", "help": "Seconds a chat waits for the teacher in total (all retries included) before the student answers instead, with a notice."})
@@ -134,6 +134,9 @@ class Settings:
             if raw is None:
                 continue
             values[f.name] = _convert(f.name, f.type, raw, source)
+            choices = f.metadata.get("choices")
+            if choices and values[f.name] not in choices:
+                raise ConfigError(f"{source} ({f.name}): {values[f.name]!r} is not one of {', '.join(choices)}")
 
         values.setdefault("home", REPO_ROOT / ".assistant")
         values["home"] = Path(values["home"]).expanduser()

@@ -29,10 +29,9 @@ from assistant import spend
 from assistant.errors import AssistantError, InputError
 from assistant.models import neutralise_placeholders
 from assistant.pricing import BATCH_DISCOUNT, call_cost, token_cost
-from assistant.retrieval import Embedder, build_retriever, is_resolved
+from assistant.retrieval import build_retriever, embedder_for, is_resolved
 from assistant.store import Store, now
 from distill.backends import CallResult, LabelBackend, LabelRequest, RetryableError, TeacherRejected, make_backend
-from distill.backends import OpenAIBackend  # noqa: F401  eval/bench_label.py imports it from here
 from distill.batch import run_batch
 from distill.prompts import PROMPTS, Prompt, label_messages
 from distill.quality import QualityFilter
@@ -246,7 +245,7 @@ def label(store: Store, settings, options: LabelOptions, *, backend: LabelBacken
         raise InputError("no conversations to label: import transcripts first (assistant import PATH)")
     uses_teacher = source in ("teacher", "both")
     if uses_teacher and retriever is None:
-        retriever = build_retriever(store, Embedder(settings.cache_dir))
+        retriever = build_retriever(store, embedder_for(settings))
     if uses_teacher and backend is None:
         backend = make_backend(settings, retriever)
     teacher_name = backend.name if uses_teacher else "human agents (logged replies)"

@@ -17,11 +17,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
+from assistant import students
 from assistant.errors import Cancelled, InputError
 from assistant.settings import REPO_ROOT
 from assistant.store import Store, now
-from assistant import students
 from distill import registry
+from distill.scoring import gold_fact_recall, token_f1
 from distill.train import TrainConfig, TrainProgress, TrainResult, loss_function, train_lora
 
 
@@ -63,8 +64,6 @@ def eval_turns(rows, limit: int) -> list[dict]:
 
 
 def score_model(model, turns: list[dict], max_tokens: int = 128) -> float | None:
-    from eval.scoring import gold_fact_recall, token_f1
-
     scores = []
     for t in turns:
         reply = model.complete(t["history"], max_tokens).text
@@ -82,9 +81,9 @@ def quick_evaluate(candidate, serving, rows, limit: int = 40) -> dict:
 
 def held_out_retriever(store: Store, settings, dd, retriever=None):
     """Retrieval that never returns the validation or test conversations (they judge the student)."""
-    from assistant.retrieval import Embedder, Retriever, build_retriever
+    from assistant.retrieval import Retriever, build_retriever, embedder_for
 
-    retriever = retriever or build_retriever(store, Embedder(settings.cache_dir))
+    retriever = retriever or build_retriever(store, embedder_for(settings))
     held = frozenset(r["conversation_id"] for split in ("validation", "test") if split in dd for r in dd[split])
     return Retriever(retriever.kb, retriever.cases, exclude=held | retriever.exclude)
 

@@ -17,8 +17,7 @@ Everything is stored (eval_runs, eval_items) so runs can be compared over time.
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -106,7 +105,7 @@ def score_items(items: list[dict]) -> None:
 def build_models(store: Store, settings, config: EvalConfig, *, exclude: frozenset, models: dict | None = None,
                  retriever=None, dd=None) -> dict[str, ChatModel]:
     """The model behind each arm. The teacher's retrieval never sees the `exclude` conversations (the test split)."""
-    from assistant.retrieval import CaseBase, Embedder, Retriever, build_retriever
+    from assistant.retrieval import CaseBase, Retriever, build_retriever, embedder_for
     from assistant import students
     from distill.dataset import load_dataset
 
@@ -114,7 +113,7 @@ def build_models(store: Store, settings, config: EvalConfig, *, exclude: frozens
     if dd is None:
         dd, _ = load_dataset(store, config.dataset)
     if retriever is None and ({"teacher", "routed", "retrieval", "student"} & set(config.arms)):
-        retriever = build_retriever(store, Embedder(settings.cache_dir))
+        retriever = build_retriever(store, embedder_for(settings))
     if ("teacher" in config.arms or "routed" in config.arms) and "teacher" not in models:
         from assistant.services import make_teacher
 

@@ -17,11 +17,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from assistant.retrieval import Embedder, build_retriever
-from distill.sample import seed_sample
+from assistant.retrieval import build_retriever, embedder_for
 from assistant.settings import Settings
 from assistant.store import Store
-from distill.label import LabelOptions, OpenAIBackend, label
+from distill.backends import OpenAIBackend
+from distill.label import LabelOptions, label
+from distill.sample import seed_sample
 from eval.fake_teacher import FakeTeacher
 
 DELAY_S = 0.5
@@ -30,7 +31,7 @@ CALLS = {1: 12, 4: 48, 8: 96, 16: 160}
 
 def main() -> None:
     settings = Settings.from_env()
-    embedder = Embedder(settings.cache_dir)
+    embedder = embedder_for(settings)
     results = {}
     with FakeTeacher(delay_s=DELAY_S) as fake:
         for concurrency, n in CALLS.items():

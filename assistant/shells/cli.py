@@ -134,12 +134,12 @@ app.add_typer(kb_app, name="kb")
 @friendly
 def kb_import(path: str = typer.Argument(..., help="Folder of .md/.txt/.html articles, or a Zendesk Guide / Intercom JSON export.")):
     """Import articles as a new KB version (chunked and embedded)."""
-    from assistant.retrieval import Embedder
+    from assistant.retrieval import embedder_for
     from assistant.store import open_store
     from distill.kb import import_kb
 
     settings = _settings()
-    result = import_kb(open_store(settings), path, Embedder(settings.cache_dir))
+    result = import_kb(open_store(settings), path, embedder_for(settings))
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
     if result.unchanged:
@@ -154,14 +154,14 @@ def kb_search(query: str = typer.Argument(..., help="A customer question."),
               k: int = typer.Option(3, help="Passages and cases to show.")):
     """Show exactly the grounding the teacher would be given for this question."""
     from assistant.models import grounding_block
-    from assistant.retrieval import Embedder, build_retriever
+    from assistant.retrieval import build_retriever, embedder_for
     from assistant.store import open_store
 
     settings = _settings()
     store = open_store(settings)
     if store.kb_version() is None:
         typer.echo("the KB is empty: run `assistant kb import PATH` first", err=True)
-    retriever = build_retriever(store, Embedder(settings.cache_dir))
+    retriever = build_retriever(store, embedder_for(settings))
     grounding = retriever.ground([{"role": "user", "content": query}], k_kb=k, k_cases=k)
     for hit in grounding["kb"]:
         typer.echo(f"[kb {hit.score:.2f}] {hit.item['title']}")

@@ -23,3 +23,13 @@ def test_the_case_base_holds_only_the_good_cases(fake_embedder):
     cases = CaseBase([conv("resolved", id=1), conv(None, id=2), conv("unresolved", id=3), conv("closed", 1, id=4)],
                      fake_embedder)
     assert sorted(item["conversation_id"] for item in cases.index.items) == [1, 2]
+
+
+def test_the_embedder_setting_picks_the_embedder(tmp_path):
+    from assistant.hashing_embedder import HashingEmbedder
+    from assistant.retrieval import Embedder, embedder_for
+    from assistant.settings import Settings
+
+    assert isinstance(embedder_for(Settings.from_env({"ASSISTANT_EMBEDDER": "hashing", "ASSISTANT_HOME": str(tmp_path)})), HashingEmbedder)
+    default = embedder_for(Settings.from_env({"ASSISTANT_HOME": str(tmp_path)}))
+    assert isinstance(default, Embedder) and default.cache_dir == tmp_path / "cache"

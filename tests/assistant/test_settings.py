@@ -61,3 +61,9 @@ def test_config_file_is_read_and_environment_wins(tmp_path):
 def test_describe_hides_the_api_key():
     rows = Settings.from_env({"OPENAI_API_KEY": "sk-secret-value"}).describe()
     assert all("secret" not in value for _, _, value, _ in rows)
+
+
+def test_a_setting_with_choices_refuses_anything_else():
+    assert Settings.from_env({"ASSISTANT_EMBEDDER": "hashing"}).embedder == "hashing"
+    with pytest.raises(ConfigError, match=r"ASSISTANT_EMBEDDER \(embedder\): 'bert' is not one of minilm, hashing"):
+        Settings.from_env({"ASSISTANT_EMBEDDER": "bert"})

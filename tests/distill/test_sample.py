@@ -8,7 +8,7 @@ from pathlib import Path
 
 from distill.sample import SAMPLE_DIR, seed_sample
 from assistant.store import Store
-from eval.scoring import fact_present
+from distill.scoring import fact_present
 
 GENERATOR = Path(__file__).parents[2] / "data" / "generate_sample.py"
 

@@ -1,12 +1,12 @@
 """Gold-fact accuracy: does each reply state the facts its turn needed (numbers, steps, names)?
 
 Loaded offline with evaluate.load("eval/metrics/gold_fact"). Matching is on normalised text (case,
-dashes, contractions, ranges, punctuation) by eval/scoring.py, which the quick promotion check uses too.
+dashes, contractions, ranges, punctuation) by distill/scoring.py, which the quick promotion check uses too.
 """
 import datasets
 import evaluate
 
-from eval.scoring import gold_fact_recall
+from distill.scoring import gold_fact_recall
 
 
 class GoldFact(evaluate.Metric):

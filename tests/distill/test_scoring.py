@@ -1,8 +1,8 @@
-"""Gold-fact matching and recall (eval.scoring)."""
+"""Gold-fact matching and recall (distill.scoring)."""
 
 import pytest
 
-from eval.scoring import fact_present, gold_fact_recall
+from distill.scoring import fact_present, gold_fact_recall
 
 
 @pytest.mark.parametrize("reply, fact, present", [

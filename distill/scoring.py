@@ -1,5 +1,8 @@
 """Scoring a reply against what it should say: gold-fact matching and token F1.
 
+It lives in distill/ because the promotion check (distill.pipeline) scores candidates with it, below the
+evaluation (eval/abtest, eval/metrics/gold_fact) that uses the same functions.
+
 Gold facts are short phrases an agent turn must state ("30 days", "Orders > Return an item",
 "5-7 business days"). Matching is on normalised text: case, Unicode dashes and quotes, contractions
 ("can't" = "cannot"), ranges ("5 to 7" = "5-7"), thousands separators, markdown emphasis and
