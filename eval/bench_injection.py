@@ -7,7 +7,7 @@ prompt, the judge's prompts, the student's grounding) is called with every strin
 that text goes (a transcript message, a KB passage, a past case and its agent reply, a reply under
 judgement), and the prompt is compared with the same prompt built from harmless text. A string is inert
 when the tags and role lines (the prompt's structure) are identical and the injected words sit only inside
-the data blocks they were put in. tests/test_injection.py asserts the same; the reliability bench runs this
+the data blocks they were put in. tests/assistant/test_injection.py asserts it for each pair; the reliability bench runs this
 as its injection probe.
 """
 

@@ -7,7 +7,7 @@ import pytest
 
 from distill.label import LabelOptions, label
 from eval.fake_teacher import FakeTeacher
-from tests.distill.test_label import backend_for, retriever, store  # noqa: F401  fixtures
+from tests.distill.labelling import backend_for
 
 
 def test_batch_mode_submits_polls_collects_and_resumes(store, settings, retriever):

@@ -1,10 +1,8 @@
 import json
 
-import datasets
-
 from distill.dataset import build_dataset, load_dataset, split_conversations
 from distill.label import LabelOptions, label
-from tests.distill.test_label import conv
+from tests.distill.labelling import conv
 
 
 def test_split_is_by_conversation_deterministic_and_stratified():
@@ -62,7 +60,7 @@ def _teacher_job(store, settings, fake_embedder, handler):
     from dataclasses import replace
 
     from assistant.retrieval import CaseBase, KnowledgeBase, Retriever
-    from tests.distill.test_label import mock_backend
+    from tests.distill.labelling import mock_backend
 
     retriever = Retriever(KnowledgeBase([], fake_embedder), CaseBase(list(store.conversations()), fake_embedder))
     backend, _ = mock_backend(handler)

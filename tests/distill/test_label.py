@@ -11,34 +11,11 @@ from assistant.errors import InputError
 from assistant.retrieval import CaseBase, KnowledgeBase, Retriever
 from assistant.store import Store
 from assistant.grounding import escape_data
-from distill.backends import CaseBackend, OpenAIBackend
+from distill.backends import CaseBackend
 from distill.label import LabelOptions, label
 from distill.prompts import LABEL_V2, label_messages
 from eval.fake_teacher import FakeTeacher
-
-
-def conv(i, user="Hi, where is my order? I have been waiting for it all week and it is not here", agent="Orders ship within 1 business day.", intent="order_status"):
-    return {"source": "t", "external_id": str(i), "content_hash": f"h{i}", "system": "", "intent": intent,
-            "resolution": "resolved", "csat": 5, "metadata": "{}",
-            "messages": json.dumps([{"role": "user", "content": f"{user} ({i})"}, {"role": "assistant", "content": agent},
-                                    {"role": "user", "content": "thanks"}, {"role": "assistant", "content": "Welcome!"}])}
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "a.db")
-    s.db["conversations"].insert_all([conv(i) for i in range(6)])
-    return s
-
-
-@pytest.fixture
-def retriever(store, fake_embedder):
-    return Retriever(KnowledgeBase([{"id": 1, "title": "Shipping", "body": "Orders ship within 1 business day."}], fake_embedder),
-                     CaseBase(list(store.conversations()), fake_embedder))
-
-
-def backend_for(fake):
-    return OpenAIBackend(base_url=fake.url, api_key="k", model="fake-teacher", timeout=10)
+from tests.distill.labelling import backend_for, conv, mock_backend
 
 
 def test_logged_source_needs_no_teacher(store, settings):
@@ -151,23 +128,6 @@ def test_bad_options_are_named(store, settings):
 
 
 # ---- every job ends ------------------------------------------------------------------------------
-
-def mock_backend(handler):
-    """An OpenAIBackend whose HTTP requests `handler(request, n)` answers (n counts from 1)."""
-    import httpx
-
-    calls = {"n": 0}
-
-    def respond(request):
-        calls["n"] += 1
-        status, body = handler(request, calls["n"])
-        return httpx.Response(status, content=body if isinstance(body, bytes) else json.dumps(body).encode(),
-                              headers={"content-type": "application/json", "retry-after": "0"})
-
-    backend = OpenAIBackend(base_url="http://teacher.test/v1", api_key="k", model="fake-teacher",
-                            http_client=httpx.Client(transport=httpx.MockTransport(respond)))
-    return backend, calls
-
 
 def completion(text):
     return {"id": "x", "object": "chat.completion", "created": 0, "model": "fake-teacher",
