@@ -23,6 +23,15 @@ log = logging.getLogger(__name__)
 ARM_MODES = {"teacher": "Teacher", "student": "Student", "routed": "Auto"}
 
 
+def arm_of(experiment_arm: str | None, route: str | None, routed_to: str | None) -> str:
+    """The arm a logged exchange counts under: its experiment arm, else the arm its chat mode runs (an Auto
+    reply is the routed arm whichever model answered), else the model that answered."""
+    if experiment_arm:
+        return experiment_arm
+    by_mode = {mode: arm for arm, mode in ARM_MODES.items()}
+    return by_mode["Auto"] if route == "Auto" else routed_to
+
+
 def parse_experiment(spec: str) -> dict[str, float]:
     """ASSISTANT_EXPERIMENT as {arm: share}, the shares summing to 1; {} when it is empty."""
     shares = {}

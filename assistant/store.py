@@ -369,8 +369,9 @@ class Store:
             raise
         db.conn.execute("COMMIT")
 
-    # One statement, one transaction: callers outside this module write through these three, never through
-    # `db` directly, so every write waits for the lock the same way (and raises StoreBusy past it).
+    # One statement, one transaction: callers outside this module write through these three, or through
+    # `transaction()` when several statements must commit together, never through `db` directly, so every
+    # write waits for the lock the same way (and raises StoreBusy past it).
     def insert(self, table: str, row: dict, *, replace: bool = False) -> int:
         """Insert one row; returns its primary key."""
         with self.transaction() as db:

@@ -34,7 +34,11 @@ def seed_sample(store: Store, sample_dir: Path = SAMPLE_DIR) -> dict:
 def open_services(settings: Settings, **kwargs) -> Services:
     """`build_services`, with the sample company seeded first when settings.seed_sample is on."""
     if settings.seed_sample:
-        added = seed_sample(open_store(settings))
+        store = open_store(settings)
+        try:
+            added = seed_sample(store)
+        finally:
+            store.close()
         if any(added.values()):
             log.info("loaded the sample company: %s", added)
     return build_services(settings, **kwargs)

@@ -41,7 +41,7 @@ def _child(kind: str, path: str, home: str) -> None:
 
         from assistant.services import build_services
 
-        services = build_services(replace(Settings.from_env(), home=Path(home), seed_sample=False), student=object())
+        services = build_services(replace(Settings.from_env(), home=Path(home)), student=object())
         model = (GroundedStudent(LlamaStudent(path, max_tokens=64), services.retriever) if kind == "grounded"
                  else services.teacher)
     for q in QUERIES[:3]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from assistant.experiments import arm_of
 from assistant.store import Store
 from eval.stats import percentile, two_proportions
 
@@ -29,13 +30,12 @@ def judge_shadows(store: Store, judge) -> int:
 def online_stats(store: Store) -> dict:
     """Per arm, from the exchanges table: volume, thumbs-up rate, latency, cost; and the significance of the difference."""
     rows = list(store.db.query(
-        "SELECT e.id, coalesce(e.experiment_arm, CASE e.route WHEN 'Auto' THEN 'routed' ELSE e.routed_to END) AS arm, "
-        "e.latency_ms, e.cost, e.routed_to, f.thumbs FROM exchanges e "
+        "SELECT e.id, e.experiment_arm, e.route, e.latency_ms, e.cost, e.routed_to, f.thumbs FROM exchanges e "
         "LEFT JOIN (SELECT exchange_id, max(id) AS id FROM feedback GROUP BY exchange_id) lf ON lf.exchange_id = e.id "
         "LEFT JOIN feedback f ON f.id = lf.id"))
     arms: dict[str, dict] = {}
     for r in rows:
-        a = arms.setdefault(r["arm"], {"exchanges": 0, "rated": 0, "up": 0, "latency": [], "cost": [], "to_teacher": 0})
+        a = arms.setdefault(arm_of(r["experiment_arm"], r["route"], r["routed_to"]), {"exchanges": 0, "rated": 0, "up": 0, "latency": [], "cost": [], "to_teacher": 0})
         a["exchanges"] += 1
         a["latency"].append(r["latency_ms"])
         if r["cost"] is not None:

@@ -155,11 +155,17 @@ def tiny_tree(tmp_path):
     (tmp_path / "eval/report.py").write_text("from distill.a import x\n")
     (tmp_path / "distill/a.py").write_text("from . import b\n")
     (tmp_path / "distill/b.py").write_text("from .a import x\n" + "def long():\n" + "    pass\n" * 90)
+    (tmp_path / "distill/c.py").write_text("import eval.report\n")  # `import a.b`: upward
+    (tmp_path / "distill/d.py").write_text("from eval import report\n")  # `from package import module`: upward
+    (tmp_path / "eval/e.py").write_text("def f():\n    from tests.conftest import FakeEmbedder\n")  # product -> tests
     return tmp_path
 
 
 def test_the_checks_find_an_upward_import_a_cycle_and_a_long_function(tiny_tree):
     graph = import_graph(tiny_tree)
-    assert upward_imports(graph) == ["assistant.store (core) imports eval.report (eval) at line 2"]
+    assert upward_imports(graph) == ["assistant.store (core) imports eval.report (eval) at line 2",
+                                     "distill.c (distill) imports eval.report (eval) at line 1",
+                                     "distill.d (distill) imports eval.report (eval) at line 1",
+                                     "eval.e (eval) imports tests (tests) at line 2"]
     assert cycles(graph) == [["distill.a", "distill.b"]]
     assert long_functions(tiny_tree) == ["distill.b.long at line 2: 91 lines"]

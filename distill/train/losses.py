@@ -14,8 +14,7 @@ Today there is one entry, `cross_entropy`: the student learns the labelled repli
 teacher's replies, or the agents' when there is no teacher), on the assistant tokens only.
 
 Where token-level distillation would plug in: one more entry, e.g. `LOSSES["token_kl"] = token_kl`,
-chosen with `TrainConfig(loss="token_kl")` (`assistant train --loss token_kl` once the CLI has the
-option). It learns the teacher's whole next-token distribution instead of only the token it wrote, so it
+chosen with `TrainConfig(loss="token_kl")` or `assistant train --loss token_kl`. It learns the teacher's whole next-token distribution instead of only the token it wrote, so it
 needs that distribution at every labelled position: the teacher's top-k token ids and log-probabilities
 (an OpenAI-compatible teacher returns them with `logprobs` / `top_logprobs`; it must share the student's
 tokenizer, or they must be mapped onto it), stored with each dataset row by the labeller, padded into the

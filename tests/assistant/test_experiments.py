@@ -34,3 +34,11 @@ def test_experiment_setting_decides_the_mode(settings):
     assert experiment_mode(s, "abc", "Student") == ("Teacher", "teacher")
     assert experiment_mode(s, "", "Student") == ("Student", None)  # no session, no arm
     assert experiment_mode(settings, "abc", "Student") == ("Student", None)
+
+
+def test_a_logged_exchange_counts_under_its_arm():
+    from assistant.experiments import arm_of
+
+    assert arm_of("student", "Auto", "teacher") == "student"  # the experiment decides
+    assert arm_of(None, "Auto", "teacher") == "routed" == arm_of(None, "Auto", "student")
+    assert arm_of(None, "Teacher", "teacher") == "teacher" and arm_of(None, "Student", "student") == "student"
