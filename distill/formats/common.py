@@ -62,6 +62,12 @@ def flat_text(value) -> str:
     return str(value)
 
 
+def scalar(value):
+    """A metadata value as one plain value: a list or an object where an export should have one value
+    (a hand-edited or unusual export) becomes None instead of breaking a lookup."""
+    return value if value is None or isinstance(value, (str, int, float, bool)) else None
+
+
 # ---- text of a file in a known encoding ----------------------------------------------------------
 
 def decoded_head(path: Path, enc: Encoding, size: int = 4096) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from distill.encoding import Encoding
-from distill.formats.common import Bad, Item, Parsed, Sample, flat_text, read_records
+from distill.formats.common import Bad, Item, Parsed, Sample, flat_text, read_records, scalar
 
 DESCRIPTION = "Freshdesk tickets with conversations"
 LIST_KEYS = ("tickets",)
@@ -47,8 +47,8 @@ def _ticket(where: str, rec) -> Parsed | Bad:
         msgs.append({"role": "user" if c.get("incoming") else "assistant",
                      "content": flat_text(c.get("body_text") or c.get("body")), "timestamp": c.get("created_at")})
     requester = rec.get("requester") if isinstance(rec.get("requester"), dict) else {}
-    status = rec.get("status")
+    status, source = scalar(rec.get("status")), scalar(rec.get("source"))
     meta = {"conversation_id": ticket_id, "subject": rec.get("subject"), "tags": rec.get("tags") or [],
-            "channel": SOURCES.get(rec.get("source"), rec.get("source")), "created_at": rec.get("created_at"),
+            "channel": SOURCES.get(source, source), "created_at": rec.get("created_at"),
             "resolution": STATUSES.get(status, status), "customer_name": requester.get("name")}
     return Parsed(f"ticket {ticket_id}" if ticket_id is not None else where, {"messages": msgs, "metadata": meta})

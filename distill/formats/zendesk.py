@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 from distill.encoding import Encoding
-from distill.formats.common import Bad, Item, Parsed, Sample, flat_text, read_records
+from distill.formats.common import Bad, Item, Parsed, Sample, flat_text, read_records, scalar
 
 DESCRIPTION = "Zendesk tickets with comments"
 LIST_KEYS = ("tickets", "results")
@@ -44,10 +44,10 @@ def _ticket(where: str, rec) -> Parsed | Bad:
     via = rec.get("via") if isinstance(rec.get("via"), dict) else {}
     meta = {
         "conversation_id": ticket_id, "subject": rec.get("subject"), "tags": rec.get("tags") or [],
-        "status": rec.get("status"), "channel": via.get("channel"),
+        "status": scalar(rec.get("status")), "channel": scalar(via.get("channel")),
         "created_at": rec.get("created_at"),
-        "resolution": "resolved" if rec.get("status") in ("solved", "closed") else rec.get("status"),
-        "csat": {"good": 5, "bad": 1}.get(satisfaction.get("score")),
+        "resolution": "resolved" if rec.get("status") in ("solved", "closed") else scalar(rec.get("status")),
+        "csat": {"good": 5, "bad": 1}.get(scalar(satisfaction.get("score"))),
         "customer_name": requester_obj.get("name"),
     }
     return Parsed(f"ticket {ticket_id}" if ticket_id is not None else where, {"messages": msgs, "metadata": meta})

@@ -19,3 +19,16 @@ def test_zendesk_public_comments_only(tmp_path):
     assert "5-7 business days" in conv["messages"][1]["content"] and "<p>" not in text
     assert conv["csat"] == 5 and conv["resolution"] == "resolved" and conv["metadata"]["channel"] == "email"
     assert conv["metadata"]["tags"] == ["refund", "billing"]
+
+
+def test_a_list_where_one_value_belongs_is_dropped_not_a_crash(tmp_path):
+    import json
+
+    export = json.loads((FIXTURES / "zendesk_tickets.json").read_text())
+    ticket = export["tickets"][0]
+    ticket.update(status=["open"], via={"channel": ["email"]}, satisfaction_rating={"score": ["good"]})
+    (tmp_path / "odd.json").write_text(json.dumps({"tickets": [ticket]}))
+    store = new_store(tmp_path)
+    assert import_file(store, tmp_path / "odd.json", "zendesk").imported == 1
+    [conv] = stored(store)
+    assert conv["metadata"]["channel"] is None and conv["csat"] is None and not conv["resolution"]
