@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 import gradio as gr
 import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from gradio.route_utils import FnIndexInferError
+from starlette.routing import Mount
 
 from assistant.shells.chat_page import CSS, build_chat_app
 from assistant.shells.console import build_console_app
@@ -64,10 +67,18 @@ class Running:
             thread.join(10)
 
 
+async def _no_such_function(request, exc) -> JSONResponse:
+    return JSONResponse({"error": "no such function"}, status_code=404)
+
+
 def _mount(app: FastAPI, blocks: gr.Blocks, path: str, host: str, port: int, auth=None) -> None:
     gr.mount_gradio_app(app, blocks, path=path, server_name=host, server_port=port, auth=auth, css=CSS,
                         show_error=False, footer_links=["api"],
                         auth_message="Support Assistant console: sign in with a console user.")
+    # A call naming a function this app does not have (a console function sent to the chat, say) is the
+    # caller's mistake: Gradio lets FnIndexInferError escape as a 500 with a traceback in our log.
+    [mounted] = [r for r in app.routes if isinstance(r, Mount) and r.path == path.rstrip("/")]
+    mounted.app.add_exception_handler(FnIndexInferError, _no_such_function)
 
 
 def build_servers(services) -> tuple[list[tuple[FastAPI, str, int]], Running]:
