@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from gradio.route_utils import FnIndexInferError
 from starlette.routing import Mount
 
+from assistant.errors import ConfigError
 from assistant.shells.chat_page import CSS, build_chat_app
 from assistant.shells.console import build_console_app
 from assistant.users import authenticator, load_users
@@ -115,7 +116,9 @@ def serve(services, *, block: bool = True, open_browser: bool = False) -> Runnin
     while not all(server.started for server, _ in running.servers):
         if time.monotonic() > deadline or not all(t.is_alive() for _, t in running.servers):
             running.close()
-            raise RuntimeError(f"the web server did not start on {[f'{h}:{p}' for _, h, p in apps]}: is the port taken?")
+            where = ", ".join(f"{h}:{p}" for _, h, p in apps)
+            raise ConfigError(f"the web server could not listen on {where}: is the port taken (another `assistant "
+                              f"serve`?). Stop it, or set ASSISTANT_PORT / ASSISTANT_CONSOLE_PORT")
         time.sleep(0.05)
     for line in running.lines():
         print(line, flush=True)

@@ -153,3 +153,15 @@ def test_console_users_from_the_environment_are_checked_and_malformed_ones_named
     assert check("a", "pass-one") and check("b", "pass-two") and not check("a", "pass-two")
     with pytest.raises(ConfigError, match="entry 2"):
         load_users(replace(settings, console_users="a:pass-one,broken"))
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # uvicorn's thread: the bind failed
+def test_a_taken_port_is_one_clear_error(settings, fake_embedder):
+    import socket
+
+    services = make_services(settings, fake_embedder)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", services.settings.port))
+        taken.listen()
+        with pytest.raises(ConfigError, match=rf"could not listen on 127\.0\.0\.1:{services.settings.port}: is the port taken"):
+            serve(services, block=False)
