@@ -273,3 +273,20 @@ def reply(services, messages: Sequence[dict], mode: str = "Auto", session_id: st
         if event.kind == "done":
             return event.exchange
     raise AssertionError("respond() ended without a done event")  # pragma: no cover
+
+
+def content_text(content) -> str:
+    """Plain text of a chat message's content: a str, a list of parts (dicts or strings), or one part.
+
+    Gradio 6 hands earlier turns back as lists of content parts ([{"type": "text", "text": ...}]).
+    Parts without text (files, components) show as nothing; this app sends none.
+    """
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return content_text(content.get("text"))
+    if isinstance(content, (list, tuple)):
+        return "\n".join(text for text in map(content_text, content) if text)
+    return str(content)

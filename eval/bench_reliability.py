@@ -71,6 +71,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from assistant.chat import content_text
 from assistant.settings import Settings
 from eval.fake_teacher import TEACHER_TEXT, FaultyTeacher
 
@@ -213,24 +214,12 @@ def generate(path: Path, n: int) -> Path:
     return path
 
 
-def _text(content) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return _text(content.get("text"))
-    if isinstance(content, (list, tuple)):
-        return "\n".join(t for t in map(_text, content) if t)
-    return str(content)
-
-
 def reply_text(history) -> str:
     """The last message's text in a chat history as the chat's API returns it (a str or a list of parts)."""
     if not history:
         return ""
     last = history[-1]
-    return _text(last.get("content")) if isinstance(last, dict) else str(last)
+    return content_text(last.get("content")) if isinstance(last, dict) else str(last)
 
 
 # ---- 1. load: chat clients with an import alongside ----------------------------------------------------

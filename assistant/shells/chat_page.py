@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from assistant.chat import MODES, converse
+from assistant.chat import MODES, content_text, converse
 from assistant.errors import AssistantError
 from assistant.limits import RateLimiter
 
@@ -40,23 +40,6 @@ def _fmt(value, unit: str = "", digits: int = 0) -> str:
     if value is None:
         return "–"
     return f"{value:,.{digits}f}{unit}"
-
-
-def content_text(content) -> str:
-    """Plain text of a chat message's content: a str, a list of parts (dicts or strings), or one part.
-
-    Gradio 6 hands earlier turns back as lists of content parts ([{"type": "text", "text": ...}]).
-    Parts without text (files, components) show as nothing; this app sends none.
-    """
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return content_text(content.get("text"))
-    if isinstance(content, (list, tuple)):
-        return "\n".join(text for text in map(content_text, content) if text)
-    return str(content)
 
 
 _IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]*)[^)]*\)")

@@ -9,7 +9,8 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from assistant.shells.chat_page import content_text, panel_markdown, shown, visible_history
+from assistant.chat import content_text
+from assistant.shells.chat_page import panel_markdown, shown, visible_history
 
 
 def test_message_gets_a_streamed_reply_and_a_logged_exchange(running):
