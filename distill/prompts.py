@@ -16,8 +16,7 @@ from typing import Sequence
 
 from assistant.grounding import render_article, render_case, render_transcript
 
-# render_transcript stays importable from here: the judge's prompts (eval.judge) write their transcripts with it
-__all__ = ["Prompt", "LABEL_V2", "PROMPTS", "render_transcript", "label_messages"]
+__all__ = ["Prompt", "LABEL_V2", "PROMPTS", "label_messages"]
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,12 @@ The names below are what the rest of the project imports from `distill.train`.
 """
 
 from distill.train.config import TrainConfig, config_help
-from distill.train.data import (IGNORE, collate, encode, length_grouped_batches, pad_id, prepare_rows, real_tokens,
+from distill.train.data import (collate, length_grouped_batches, pad_id, prepare_rows, real_tokens,
                                 training_windows)
-from distill.train.losses import LOSSES, loss_function
-from distill.train.loop import (Distributed, TrainProgress, TrainResult, device_and_dtype, distributed,
-                                enable_checkpointing, train_lora, validation_loss)
+from distill.train.losses import loss_function
+from distill.train.loop import (TrainProgress, TrainResult, device_and_dtype, distributed, enable_checkpointing,
+                                train_lora, validation_loss)
 
-__all__ = ["IGNORE", "LOSSES", "Distributed", "TrainConfig", "TrainProgress", "TrainResult", "collate", "config_help",
-           "device_and_dtype", "distributed", "enable_checkpointing", "encode", "length_grouped_batches",
-           "loss_function", "pad_id", "prepare_rows", "real_tokens", "train_lora", "training_windows",
-           "validation_loss"]
+__all__ = ["TrainConfig", "TrainProgress", "TrainResult", "collate", "config_help", "device_and_dtype", "distributed",
+           "enable_checkpointing", "length_grouped_batches", "loss_function", "pad_id", "prepare_rows", "real_tokens",
+           "train_lora", "training_windows", "validation_loss"]
