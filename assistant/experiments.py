@@ -21,6 +21,7 @@ from assistant.store import Store, now
 
 log = logging.getLogger(__name__)
 ARM_MODES = {"teacher": "Teacher", "student": "Student", "routed": "Auto"}
+_ARM_OF_MODE = {mode: arm for arm, mode in ARM_MODES.items()}
 
 
 def arm_of(experiment_arm: str | None, route: str | None, routed_to: str | None) -> str:
@@ -28,8 +29,7 @@ def arm_of(experiment_arm: str | None, route: str | None, routed_to: str | None)
     reply is the routed arm whichever model answered), else the model that answered."""
     if experiment_arm:
         return experiment_arm
-    by_mode = {mode: arm for arm, mode in ARM_MODES.items()}
-    return by_mode["Auto"] if route == "Auto" else routed_to
+    return _ARM_OF_MODE["Auto"] if route == "Auto" else routed_to
 
 
 def parse_experiment(spec: str) -> dict[str, float]:
