@@ -61,6 +61,8 @@ class Settings:
     router_threshold: float = field(default=0.5, metadata={"env": "ASSISTANT_ROUTER_THRESHOLD", "help": "Auto mode sends a query to the teacher when the router's score is at least this."})
     host: str = field(default="127.0.0.1", metadata={"env": "ASSISTANT_HOST, GRADIO_SERVER_NAME", "help": "Address the chat UI binds to."})
     port: int = field(default=7860, metadata={"env": "ASSISTANT_PORT, GRADIO_SERVER_PORT", "help": "Port of the chat UI."})
+    student_instances: int = field(default=2, metadata={"env": "ASSISTANT_STUDENT_INSTANCES", "help": "llama.cpp instances of the student serving chats side by side (each gets ASSISTANT_STUDENT_THREADS / instances threads); more chats wait in line with their place shown."})
+    student_state_cache_mb: int = field(default=256, metadata={"env": "ASSISTANT_STUDENT_STATE_CACHE_MB", "help": "Memory for the saved KV states of recent chat sessions, so a follow-up turn reads only its new tokens even when other chats ran in between. 0 = off."})
     concurrency: int = field(default=4, metadata={"env": "ASSISTANT_CONCURRENCY", "help": "Chats answered at the same time by the UI."})
     prices: dict = field(default_factory=dict, metadata={"env": "ASSISTANT_PRICES", "help": 'JSON {"model": [input, output]} in US$ per 1M tokens, merged over the built-in table.'})
     compute_per_hour: float = field(default=0.05, metadata={"env": "ASSISTANT_COMPUTE_PER_HOUR", "help": "US$ per hour of the machine serving local models; prices local replies by their latency."})

@@ -6,7 +6,8 @@ from, so the served model tokenises and formats chats exactly as the base did; o
 Tensor names follow gguf's own HF -> GGUF name map; q/k projections get the head permutation llama.cpp
 expects (the inverse of what transformers undoes when it loads a GGUF).
 
-Types: Q8_0 (default: 8-bit, near-lossless), F16, or Q4_0 (4-bit, smallest). Norms stay F32.
+Types: Q8_0 (default: 8-bit, near-lossless), F16, Q4_0 or Q4_1 (4-bit, smallest; Q4_1 adds a per-block
+minimum). Norms stay F32; with the 4-bit types the token embedding stays Q8_0 (the output layer reads it too).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import numpy as np
 
 from assistant.errors import InputError, ModelError
 
-TYPES = {"q8_0": "Q8_0", "f16": "F16", "q4_0": "Q4_0"}
-_FILE_TYPE = {"Q8_0": 7, "F16": 1, "Q4_0": 2}  # llama.cpp's LLAMA_FTYPE_MOSTLY_* values
+DEFAULT_TYPE = "q8_0"  # what `assistant train` exports unless told otherwise
+TYPES = {"q8_0": "Q8_0", "f16": "F16", "q4_0": "Q4_0", "q4_1": "Q4_1"}
+_FILE_TYPE = {"Q8_0": 7, "F16": 1, "Q4_0": 2, "Q4_1": 3}  # llama.cpp's LLAMA_FTYPE_MOSTLY_* values
 
 
 def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
@@ -104,7 +106,7 @@ def export_gguf(model, template_gguf: Path, out_path: Path, qtype: str = "q8_0",
         elif ggml_type == gguf.GGMLQuantizationType.F16:
             writer.add_tensor(gg, w.astype(np.float16))
         else:
-            qt = gguf.GGMLQuantizationType.Q8_0 if (gg.startswith("token_embd") and key == "q4_0") else ggml_type
+            qt = gguf.GGMLQuantizationType.Q8_0 if (gg.startswith("token_embd") and key in ("q4_0", "q4_1")) else ggml_type
             writer.add_tensor(gg, gguf.quants.quantize(w.astype(np.float32), qt), raw_dtype=qt)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

@@ -213,7 +213,7 @@ def _promote_if_better(store: Store, version: str, evaluation: dict, serving_nam
 
 
 def train_student(store: Store, settings, *, dataset_version: str | None = None, config: TrainConfig | None = None,
-                  gguf_type: str = "q8_0", promote: bool = True, force: bool = False, eval_limit: int = 40,
+                  gguf_type: str | None = None, promote: bool = True, force: bool = False, eval_limit: int = 40,
                   progress: Callable[[TrainProgress], None] | None = None, should_stop: Callable[[], bool] | None = None,
                   log: Callable[[str], None] = lambda line: None, base_loader=None, evaluate=None,
                   retriever=None) -> TrainOutcome:
@@ -225,8 +225,10 @@ def train_student(store: Store, settings, *, dataset_version: str | None = None,
     """
     from distill.dataset import load_dataset
 
+    from distill.export import DEFAULT_TYPE
+
     config = config or TrainConfig()
-    gguf_type = gguf_type.lower()
+    gguf_type = (gguf_type or DEFAULT_TYPE).lower()
     _refuse_what_cannot_run(settings.student_path, gguf_type, config)
     dd, manifest = load_dataset(store, dataset_version)
     log(f"dataset {manifest['version']}: {dd['train'].num_rows} train / {dd['validation'].num_rows} validation rows "

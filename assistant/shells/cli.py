@@ -300,7 +300,7 @@ def train_cmd(
                                              help=_train_help("retrieval_augmented")),
     load_in_4bit: bool = typer.Option(_train_default("load_in_4bit"), "--load-in-4bit", help=_train_help("load_in_4bit")),
     loss: str = typer.Option(_train_default("loss"), help=_train_help("loss")),
-    export_type: str = typer.Option("q8_0", help="GGUF type for serving: q8_0, f16 or q4_0; none registers the adapter only (non-GGUF bases)."),
+    export_type: str = typer.Option(None, help="GGUF type for serving: q8_0, f16, q4_0 or q4_1 (default: distill.export.DEFAULT_TYPE, see README); none registers the adapter only (non-GGUF bases)."),
     eval_limit: int = typer.Option(40, help="Validation turns in the promotion check."),
     promote: bool = typer.Option(True, "--promote/--no-promote", help="Compare with the serving student and promote if better."),
     force: bool = typer.Option(False, help="Promote even if the quick evaluation is not better."),
@@ -475,6 +475,19 @@ def users_remove(name: str = typer.Argument(..., help="User name.")):
     path = users_path(_settings())
     remove_user(path, name)
     typer.echo(f"removed {name} from {path}; restart `assistant serve` to apply")
+
+
+bench_app = typer.Typer(help="Benchmarks that print measured figures (README's performance section).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("serve", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                                             "help_option_names": []})
+def bench_serve(ctx: typer.Context):
+    """Serving speed: raw llama.cpp vs the app's student path vs 1/4/8 chats at once (options: --help)."""
+    from eval.bench_serve import main
+
+    main(list(ctx.args))
 
 
 if __name__ == "__main__":
