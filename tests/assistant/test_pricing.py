@@ -18,6 +18,14 @@ def test_an_unknown_price_or_input_count_is_unknown_and_missing_output_counts_as
     assert token_cost((2.0, 8.0), 1_000, None) == pytest.approx(0.002)
 
 
+def test_cached_input_tokens_are_priced_at_the_cached_rate_or_else_the_input_rate():
+    # 1,000 input tokens of which 800 came from the provider's cache: 200 x $2/M + 800 x $0.5/M + 500 x $8/M
+    assert token_cost((2.0, 8.0, 0.5), 1_000, 500, cached_tokens=800) == pytest.approx(0.0048)
+    assert token_cost((2.0, 8.0), 1_000, 500, cached_tokens=800) == pytest.approx(0.006)  # no cached price known
+    assert token_cost((2.0, 8.0, 0.5), 1_000, 500, cached_tokens=5_000) == pytest.approx(0.0045)  # never more than the input
+    assert token_cost((2.0, 8.0, 0.5), 1_000, 500, discount=BATCH_DISCOUNT, cached_tokens=800) == pytest.approx(0.0024)
+
+
 def test_a_local_model_is_priced_by_compute_time():
     assert compute_cost(7200, 0.05) == pytest.approx(0.1)  # two hours at $0.05 an hour
 
@@ -49,3 +57,6 @@ def test_a_chat_reply_is_priced_from_its_completion(settings):
     teacher.local = False
     assert reply_cost(teacher, completion, priced) == pytest.approx(8.0)  # 2 x $1 + 3 x $2
     assert reply_cost(FakeModel("student-x"), completion, priced) == pytest.approx(0.0005)  # 0.5 s at $3.60 an hour
+    cached = Completion("two words", "teacher-x", "v", input_tokens=2, output_tokens=3, ttft_ms=5.0, latency_ms=500.0,
+                        cached_tokens=2)
+    assert reply_cost(teacher, cached, replace(priced, prices={"teacher-x": (1e6, 2e6, 0.0)})) == pytest.approx(6.0)
