@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from assistant import students
 from assistant.models import CaseTeacher, ChatModel, OpenAITeacher
+from assistant.models.teacher import teacher_capabilities
 from assistant.retrieval import Embedder, Retriever, build_retriever, embedder_for
 from assistant.router import Router, RuleRouter
 from assistant.settings import Settings
@@ -64,7 +65,8 @@ def make_teacher(settings: Settings, retriever: Retriever, http_client=None, *, 
 
     `for_chat`: the chat gives the teacher settings.chat_teacher_deadline in all (`chat.bounded_stream`); its
     client's timeout is cut to that too, so a call the chat gave up on ends soon instead of holding a
-    connection and a thread for teacher_timeout x retries."""
+    connection and a thread for teacher_timeout x retries. The request parameters follow the capability
+    table (with ASSISTANT_TEACHER_CAPABILITIES), plus ASSISTANT_TEACHER_EXTRA_BODY and ASSISTANT_TEACHER_HEADERS."""
     if settings.teacher_configured:
         timeout = settings.teacher_timeout
         if for_chat and settings.chat_teacher_deadline > 0:
@@ -73,6 +75,8 @@ def make_teacher(settings: Settings, retriever: Retriever, http_client=None, *, 
             base_url=settings.teacher_base_url, api_key=settings.teacher_api_key, model=settings.teacher_model,
             timeout=timeout, max_retries=settings.teacher_max_retries, retriever=retriever,
             max_tokens=max(settings.max_new_tokens, 256), http_client=http_client,
+            capabilities=teacher_capabilities(settings, settings.teacher_model), extra_body=settings.teacher_extra_body,
+            headers=settings.teacher_headers,
         )
     return CaseTeacher(retriever)
 

@@ -2,7 +2,9 @@
 
 - `OpenAIBackend`: any OpenAI-compatible endpoint. It makes no retries of its own: it sorts failures into
   `RetryableError` (429, 5xx, a timeout, an empty or malformed answer) and `TeacherRejected` (401/403, a
-  wrong or revoked key), so the labeller can count, pace and bound its retries.
+  wrong or revoked key), so the labeller can count, pace and bound its retries. Its request parameters
+  come from the teacher's capability table (`assistant.models.teacher`), live and in Batch API files alike;
+  a parameter the endpoint refuses fails the job with a ConfigError naming it.
 - `CaseBackend`: the offline stand-in: the reply agents gave in the most similar *other* resolved
   conversation (`assistant.models.nearest_reply`).
 
@@ -15,8 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, ConfigError
 from assistant.models import kb_text, nearest_reply
+from assistant.models.teacher import Capabilities, capabilities_for, refused_parameter, request_params, \
+    teacher_capabilities, usage_counts
 
 
 @dataclass
@@ -61,19 +65,32 @@ class OpenAIBackend:
 
     local = False
 
-    def __init__(self, *, base_url, api_key, model, timeout=120.0, http_client=None):
+    def __init__(self, *, base_url, api_key, model, timeout=120.0, http_client=None,
+                 capabilities: Capabilities | None = None, extra_body: dict | None = None, headers: dict | None = None):
         import openai
 
         self.name = model
+        self.capabilities = capabilities or capabilities_for(model)
+        self.extra_body = dict(extra_body or {})
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed", timeout=timeout,
-                                    max_retries=0, http_client=http_client)
+                                    max_retries=0, http_client=http_client,
+                                    **({"default_headers": dict(headers)} if headers else {}))
+
+    def body(self, messages: list[dict], max_tokens: int | None, temperature: float | None) -> dict:
+        """One chat-completions request body as this endpoint wants it (the Batch API file holds these too)."""
+        return {"model": self.name, "messages": messages, **request_params(self.capabilities, max_tokens, temperature),
+                **self.extra_body}
 
     def call(self, request: LabelRequest) -> CallResult:
         import openai
 
+        body = self.body(request.messages, request.max_tokens, request.temperature)
         try:
-            resp = self.client.chat.completions.create(model=self.name, messages=request.messages,
-                                                       max_tokens=request.max_tokens, temperature=request.temperature)
+            # the extra body goes through extra_body so the client sends keys it does not know
+            resp = self.client.chat.completions.create(
+                model=self.name, messages=request.messages, **request_params(self.capabilities, request.max_tokens,
+                                                                             request.temperature),
+                **({"extra_body": self.extra_body} if self.extra_body else {}))
         except openai.RateLimitError as exc:
             raise RetryableError("429 rate limited", _retry_after(exc.response)) from exc
         except openai.InternalServerError as exc:
@@ -85,21 +102,18 @@ class OpenAIBackend:
                 raise TeacherRejected(f"teacher rejected the API key (HTTP {exc.status_code})") from exc
             if exc.status_code in (408, 409, 425):
                 raise RetryableError(f"HTTP {exc.status_code}", _retry_after(exc.response)) from exc
+            refused = refused_parameter(exc, self.name, {k: v for k, v in body.items() if k not in ("model", "messages")})
+            if refused:
+                raise ConfigError(refused) from exc
             raise AssistantError(f"teacher {self.name} refused the request: HTTP {exc.status_code} {exc.message}") from exc
         except (openai.APIResponseValidationError, ValueError, TypeError) as exc:  # a body that is not JSON
             raise RetryableError(f"malformed answer: {type(exc).__name__}") from exc
         try:
             choice = resp.choices[0]
             text = choice.message.content
-            usage = resp.usage
-            details = getattr(usage, "prompt_tokens_details", None) if usage else None
-            result = CallResult(
-                text=text if isinstance(text, str) else "",
-                finish_reason=choice.finish_reason,
-                input_tokens=usage.prompt_tokens if usage else None,
-                output_tokens=usage.completion_tokens if usage else None,
-                cached_tokens=getattr(details, "cached_tokens", None) if details else None,
-            )
+            input_tokens, output_tokens, cached_tokens = usage_counts(resp.usage)
+            result = CallResult(text=text if isinstance(text, str) else "", finish_reason=choice.finish_reason,
+                                input_tokens=input_tokens, output_tokens=output_tokens, cached_tokens=cached_tokens)
         except (AttributeError, TypeError, IndexError, KeyError) as exc:  # `{}`, `[]`, choices of the wrong shape
             raise RetryableError(f"malformed answer: {type(exc).__name__}") from exc
         if not result.text.strip():
@@ -143,5 +157,7 @@ def make_backend(settings, retriever) -> LabelBackend:
     """The configured teacher endpoint, or the offline case-based stand-in."""
     if settings.teacher_configured:
         return OpenAIBackend(base_url=settings.teacher_base_url, api_key=settings.teacher_api_key,
-                             model=settings.teacher_model, timeout=settings.label_timeout)
+                             model=settings.teacher_model, timeout=settings.label_timeout,
+                             capabilities=teacher_capabilities(settings, settings.teacher_model),
+                             extra_body=settings.teacher_extra_body, headers=settings.teacher_headers)
     return CaseBackend(retriever)

@@ -4,7 +4,9 @@ submit: the missing teacher calls become a JSONL file of requests whose custom_i
 key, uploaded and submitted as one batch, recorded in `label_batches`; poll: the batch's status until it
 ends; collect: every result is handed back to the labeller (`distill.label`), which stores it like a live
 call (same cache, same labels). Running the same job again while a batch is in flight resumes polling that
-batch instead of paying for a second one. Only the labeller calls this module.
+batch instead of paying for a second one. Each request line's body is the backend's own (`OpenAIBackend.body`:
+the model's token parameter, temperature only where accepted, the extra body), exactly what a live call
+sends. Only the labeller calls this module.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Callable
 
 from assistant.errors import AssistantError
 from assistant.store import now
+from assistant.models.teacher import usage_counts
 from distill.backends import CallResult, TeacherRejected
 
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
@@ -43,7 +46,7 @@ def _run_batch(store, backend, requests, params, poll_s, stop, accept, on_poll) 
     row = next(store.db.query("SELECT * FROM label_batches WHERE request_hash = ? AND status NOT IN "
                               "('failed', 'expired', 'cancelled', 'collected') ORDER BY id DESC LIMIT 1", [request_hash]), None)
     if row is None:
-        batch_row_id, batch_id = _submit(store, client, backend.name, requests, params, request_hash)
+        batch_row_id, batch_id = _submit(store, client, backend, requests, params, request_hash)
     else:
         batch_row_id, batch_id = row["id"], row["batch_id"]
     while True:
@@ -72,10 +75,10 @@ def _run_batch(store, backend, requests, params, poll_s, stop, accept, on_poll) 
     return "done" if not failed else f"done with {failed} failed turns"
 
 
-def _submit(store, client, model: str, requests: dict[str, list[dict]], params: dict, request_hash: str) -> tuple[int, str]:
+def _submit(store, client, backend, requests: dict[str, list[dict]], params: dict, request_hash: str) -> tuple[int, str]:
     """Upload the requests as one JSONL file and submit the batch; (its label_batches row id, its batch id)."""
     lines = [json.dumps({"custom_id": key, "method": "POST", "url": "/v1/chat/completions",
-                         "body": {"model": model, "messages": messages, **params}})
+                         "body": backend.body(messages, params.get("max_tokens"), params.get("temperature"))})
              for key, messages in requests.items()]
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False, encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
@@ -94,10 +97,9 @@ def _parse_result(item: dict) -> tuple[str | None, CallResult | None]:
     key = item.get("custom_id")
     body = (item.get("response") or {}).get("body") or {}
     try:
-        choice, usage = body["choices"][0], body.get("usage") or {}
+        choice = body["choices"][0]
         result = CallResult(choice["message"].get("content") or "", choice.get("finish_reason"),
-                            usage.get("prompt_tokens"), usage.get("completion_tokens"),
-                            (usage.get("prompt_tokens_details") or {}).get("cached_tokens"))
+                            *usage_counts(body.get("usage") or {}))
     except (KeyError, IndexError, TypeError, AttributeError):  # a malformed result line
         return key, None
     if item.get("error") or not result.text.strip():

@@ -11,6 +11,11 @@ hash, teacher model, generation parameters) and written to `teacher_calls` the m
 own transaction. A rerun (after Ctrl-C or kill -9) reuses every stored result and calls only what is
 missing. Calls run on a thread pool (concurrency N) under requests- and tokens-per-minute limits, with
 retries and backoff on 429 / 5xx / timeouts honouring Retry-After, and stop cleanly at a budget cap.
+
+Money: every job has a budget (its own `budget`, else settings.label_budget; 0 = none) under the daily
+cap, and `label_plan` says before anything is spent what the job will call, about what it costs at list
+price, and the caps that bound it (the CLI and the Label tab show it first). A Batch API job, submitted
+whole, is refused when its estimate is over the job's budget.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import random
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 from assistant import spend
@@ -75,7 +80,7 @@ class LabelOptions:
     final_turn_only: bool = False
     resolved_only: bool = False
     min_csat: float | None = None
-    budget: float | None = None
+    budget: float | None = None  # US$ this job may spend; None: settings.label_budget; 0: no cap
     rpm: int | None = None
     tpm: int | None = None
     max_tokens: int = 300
@@ -171,6 +176,71 @@ def retries(options: LabelOptions, settings) -> int:
     return max(0, min(int(n), MAX_RETRIES))
 
 
+def job_budget(options: LabelOptions, settings) -> float | None:
+    """The job's budget in US$: its own, else the settings' default; None when there is no cap (0)."""
+    budget = options.budget if options.budget is not None else getattr(settings, "label_budget", 0.0)
+    return budget if budget and budget > 0 else None
+
+
+# About how many tokens a labelling prompt adds around the transcript: the instructions, and the KB
+# passages and similar cases retrieved for it (as built by distill.prompts). For estimates only.
+KB_PASSAGE_TOKENS, CASE_TOKENS = 200, 150
+
+
+def estimate_cost(tasks: list[Task], price: tuple | None, options: LabelOptions, prompt: Prompt,
+                  discount: float = 1.0) -> float | None:
+    """About what calling the teacher for `tasks` costs at `price`: every reply as long as max_tokens, so
+    rather more than it will be. None when the price is unknown."""
+    overhead = len(prompt.system) // 4 + KB_PASSAGE_TOKENS * options.k_kb + CASE_TOKENS * options.k_cases
+    input_tokens = sum(sum(len(m["content"]) for m in t.history) // 4 + overhead for t in tasks)
+    return token_cost(price, input_tokens, options.max_tokens * len(tasks), discount)
+
+
+@dataclass
+class LabelPlan:
+    """What a job will do and may spend, told before it starts."""
+
+    source: str
+    teacher: str
+    paid: bool  # the teacher is an endpoint billed per token
+    turns: int
+    stored: int  # teacher calls already stored: reused, never paid again
+    estimate: float | None
+    budget: float | None
+    daily_cap: float
+    spent_today: float
+
+    def line(self) -> str:
+        if not self.paid:
+            who = "the agents' logged replies" if self.source == "logged" else f"{self.teacher} (local, nothing paid)"
+            return f"labelling {self.turns} turns with {who}"
+        cost = f"about ${self.estimate:.2f} at list price" if self.estimate is not None else \
+            "cost unknown (no price for this model: set ASSISTANT_PRICES)"
+        budget = f"job budget ${self.budget:.2f}" if self.budget is not None else "no job budget"
+        cap = f"today's cap ${self.daily_cap:.2f} (${self.spent_today:.2f} spent)" if self.daily_cap > 0 else "no daily cap"
+        return (f"labelling {self.turns} turns with the paid teacher {self.teacher}: {self.stored} stored (free), "
+                f"{self.turns - self.stored} to call, {cost}; {budget} (--budget, 0 = none), {cap}")
+
+
+def label_plan(store: Store, settings, options: LabelOptions) -> LabelPlan:
+    """What `label(store, settings, options)` would do with the configured teacher, before it spends anything."""
+    source, prompt = _checked(options, settings)
+    tasks = select_tasks(store, options)
+    uses_teacher = source in ("teacher", "both")
+    paid = uses_teacher and settings.teacher_configured
+    teacher = settings.teacher_model if settings.teacher_configured else "the case-based stand-in"
+    stored, estimate = 0, None
+    if paid:
+        params = {"max_tokens": options.max_tokens, "temperature": options.temperature}
+        keys = {row["cache_key"] for row in store.db.query("SELECT cache_key FROM teacher_calls WHERE teacher = ?", [teacher])}
+        todo = [t for t in tasks if cache_key(t.history, prompt, teacher, params) not in keys]
+        stored = len(tasks) - len(todo)
+        estimate = estimate_cost(todo, settings.price(teacher), options, prompt,
+                                 BATCH_DISCOUNT if options.batch else 1.0)
+    return LabelPlan(source, teacher, paid, len(tasks), stored, estimate, job_budget(options, settings),
+                     settings.teacher_daily_budget, spend.spent_today(store) if paid else 0.0)
+
+
 # ---- running a job ----------------------------------------------------------------------------
 
 class _Job:
@@ -240,6 +310,7 @@ def label(store: Store, settings, options: LabelOptions, *, backend: LabelBacken
           stop: threading.Event | None = None) -> LabelJobResult:
     """Run one labelling job; returns its id, status and totals. Safe to interrupt and run again."""
     source, prompt = _checked(options, settings)
+    options = replace(options, budget=job_budget(options, settings))
     tasks = select_tasks(store, options)
     if not tasks:
         raise InputError("no conversations to label: import transcripts first (assistant import PATH)")
@@ -351,8 +422,12 @@ def _run_teacher(job: _Job, settings, options: LabelOptions, backend: LabelBacke
 def _run_batch(job: _Job, settings, options: LabelOptions, backend: LabelBackend, retriever,
                todo: list[tuple[Task, str]], stop: threading.Event) -> str:
     """The missing calls as one OpenAI Batch API job (`distill.batch`), billed at the batch discount."""
-    built = {key: (task, *build_request(task, retriever, job.prompt, options)) for task, key in todo}
     price = settings.price(backend.name)
+    estimate = estimate_cost([task for task, _ in todo], price, options, job.prompt, BATCH_DISCOUNT)
+    if options.budget is not None and estimate is not None and estimate > options.budget - job.prog.cost:
+        raise InputError(f"this batch of {len(todo)} calls would cost about ${estimate:.2f}, over the job's budget "
+                         f"${options.budget:.2f}: raise --budget, or label fewer conversations (--limit)")
+    built = {key: (task, *build_request(task, retriever, job.prompt, options)) for task, key in todo}
 
     def accept(key: str, result: CallResult | None) -> None:
         if result is None:
@@ -360,7 +435,7 @@ def _run_batch(job: _Job, settings, options: LabelOptions, backend: LabelBackend
                 job.prog.failed += 1
             return
         task, _, reference = built[key]
-        cost = token_cost(price, result.input_tokens, result.output_tokens, discount=BATCH_DISCOUNT) or 0.0
+        cost = token_cost(price, result.input_tokens, result.output_tokens, BATCH_DISCOUNT, result.cached_tokens) or 0.0
         job.accept_call(task, key, result, cost, None, reference)
 
     return run_batch(job.store, backend, {key: request.messages for key, (_, request, _) in built.items()}, job.params,
@@ -421,7 +496,8 @@ class _LiveCalls:
             self.job.record(task, "teacher", "", result.finish_reason, None, reference)
             return
         cost = call_cost(local=self.backend.local, model=self.backend.name, settings=self.settings, seconds=latency,
-                         input_tokens=result.input_tokens, output_tokens=result.output_tokens) or 0.0
+                         input_tokens=result.input_tokens, output_tokens=result.output_tokens,
+                         cached_tokens=result.cached_tokens) or 0.0
         self.job.accept_call(task, key, result, cost, latency * 1000, reference)
         self.daily.add(cost)
         if self.options.budget is not None and self.job.prog.cost >= self.options.budget:

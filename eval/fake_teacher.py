@@ -1,9 +1,11 @@
 """Local OpenAI-compatible teacher servers for benchmarks and tests (loopback only).
 
-- `FakeTeacher` answers POST /v1/chat/completions (not streamed) after a fixed delay, can fail the first N
-  calls with 429 + Retry-After, counts calls per request body, keeps the requests it saw, and runs the
-  Batch API (files, batches) the labeller uses for large jobs. The reply is "Thanks for your patience.
-  Orders ship within 1 business day." unless a `reply` function is given.
+- `FakeTeacher` answers POST .../chat/completions (streamed when asked) after a fixed delay, can fail the
+  first N calls with 429 + Retry-After, counts calls per request body, keeps the requests it saw (path,
+  headers, body), and runs the Batch API (files, batches) the labeller uses for large jobs. The reply is
+  "Thanks for your patience. Orders ship within 1 business day." unless a `reply` function is given.
+  A `profile` makes it behave like one provider (`PROFILES`): which parameters it refuses with OpenAI's
+  400 "Unsupported parameter" error, and how it reports usage and prompt-cache hits.
 - `FaultyTeacher` streams a proper reply, or one fault picked by its `mode` (which may change between
   requests): 500, a garbage body, a broken event stream, an empty answer, a stream that stalls or drips,
   no answer at all, 429. It closes every connection, so a client never keeps one from an earlier mode,
@@ -17,6 +19,7 @@ import json
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Callable
 
 TEACHER_TEXT = "Thanks for your patience. Orders ship within 1 business day."
@@ -72,6 +75,45 @@ class QuietHandler(http.server.BaseHTTPRequestHandler):
 
 # ---- FakeTeacher: answers, after a delay, with optional 429s; the Batch API ----------------------------
 
+@dataclass(frozen=True)
+class Profile:
+    """How one provider's endpoint treats a chat-completions request."""
+
+    refuses: tuple[str, ...] = ()  # parameters answered with 400 "Unsupported parameter"
+    cache_field: str | None = "openai"  # prompt-cache hits: "openai" (prompt_tokens_details), "deepseek", None
+    cached_tokens: int = 0  # how many prompt tokens the cache served
+
+
+PROFILES = {
+    "openai": Profile(cached_tokens=0),
+    # o-series and gpt-5 models: max_tokens and a non-default temperature are refused
+    "openai-reasoning": Profile(refuses=("max_tokens", "temperature"), cached_tokens=64),
+    "deepseek": Profile(cache_field="deepseek", cached_tokens=32),
+    "vllm": Profile(cached_tokens=0),
+    "ollama": Profile(cache_field=None),  # reports prompt and completion tokens only
+    "azure": Profile(refuses=("max_tokens", "temperature"), cached_tokens=16),  # a reasoning-model deployment
+}
+
+
+def usage_for(profile: Profile, prompt_tokens: int, completion_tokens: int) -> dict:
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+             "total_tokens": prompt_tokens + completion_tokens}
+    cached = min(profile.cached_tokens, prompt_tokens)
+    if profile.cache_field == "openai":
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    elif profile.cache_field == "deepseek":
+        usage["prompt_cache_hit_tokens"], usage["prompt_cache_miss_tokens"] = cached, prompt_tokens - cached
+    return usage
+
+
+def refusal(param: str) -> dict:
+    """OpenAI's 400 body for a parameter a model does not take."""
+    message = (f"Unsupported parameter: '{param}' is not supported with this model. Use 'max_completion_tokens' instead."
+               if param == "max_tokens" else
+               f"Unsupported value: '{param}' does not support 0.2 with this model. Only the default (1) value is supported.")
+    return {"error": {"message": message, "type": "invalid_request_error", "param": param,
+                      "code": "unsupported_parameter" if param == "max_tokens" else "unsupported_value"}}
+
 def completion(n: int, model: str, text: str, usage: dict | None) -> dict:
     """A non-streamed chat.completion response."""
     return {"id": f"fake-{n}", "object": "chat.completion", "created": 0, "model": model,
@@ -97,18 +139,46 @@ class _FakeTeacherHandler(QuietHandler):
         elif self.path.endswith("/batches"):
             self.send_json(200, fake.create_batch(json.loads(raw)))
         else:
-            code, payload, headers = fake.chat(json.loads(raw))
-            self.send_json(code, payload, headers)
+            body = json.loads(raw)
+            with fake.lock:
+                fake.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
+                                      "body": body})
+            code, payload, headers = fake.chat(body)
+            if code == 200 and body.get("stream"):
+                self.send_stream(payload, bool((body.get("stream_options") or {}).get("include_usage")))
+            else:
+                self.send_json(code, payload, headers)
+
+    def send_stream(self, payload: dict, include_usage: bool) -> None:
+        """A completion as server-sent events: the text in word-sized chunks, the finish, the usage if asked."""
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        head = {"id": payload["id"], "object": "chat.completion.chunk", "created": 0, "model": payload["model"]}
+        words = payload["choices"][0]["message"]["content"].split(" ")
+        events = [{**head, "choices": [{"index": 0, "delta": {"content": w if i == 0 else " " + w}, "finish_reason": None}]}
+                  for i, w in enumerate(words)]
+        events.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if include_usage and payload.get("usage"):
+            events.append({**head, "choices": [], "usage": payload["usage"]})
+        for event in events:
+            self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
 
 
 class FakeTeacher(LoopbackServer):
     def __init__(self, delay_s: float = 0.0, fail_first: int = 0, retry_after: float = 0.0,
-                 reply: Callable[[list[dict]], str] | None = None, usage: bool = True):
+                 reply: Callable[[list[dict]], str] | None = None, usage: bool = True, profile: str = "openai"):
         self.delay_s, self.fail_first, self.retry_after = delay_s, fail_first, retry_after
         self.reply = reply or (lambda msgs: TEACHER_TEXT)
         self.usage = usage
+        self.profile = PROFILES[profile]
         self.calls = 0
         self.bodies: list[dict] = []
+        self.requests: list[dict] = []  # {"path", "headers" (lower-case names), "body"} of every chat request
         self.per_request: Counter = Counter()
         self.lock = threading.Lock()
         self.files: dict[str, str] = {}
@@ -128,10 +198,12 @@ class FakeTeacher(LoopbackServer):
             self.bodies.append(body)
         if n <= self.fail_first:
             return 429, {"error": {"message": "slow down", "type": "rate_limit"}}, {"retry-after": str(self.retry_after)}
+        refused = next((p for p in self.profile.refuses if p in body), None)
+        if refused:
+            return 400, refusal(refused), None
         time.sleep(self.delay_s)
         text = self.reply(body["messages"])
-        usage = {"prompt_tokens": sum(len(m["content"]) for m in body["messages"]) // 4,
-                 "completion_tokens": len(text.split()), "total_tokens": 0, "prompt_tokens_details": {"cached_tokens": 0}}
+        usage = usage_for(self.profile, sum(len(m["content"]) for m in body["messages"]) // 4, len(text.split()))
         return 200, completion(n, body.get("model", "fake"), text, usage if self.usage else None), None
 
     def upload(self, raw: bytes) -> dict:
@@ -159,10 +231,16 @@ class FakeTeacher(LoopbackServer):
             lines = []
             for line in self.files[batch["input_file_id"]].splitlines():
                 req = json.loads(line)
+                self.bodies.append(req["body"])
                 text = self.reply(req["body"]["messages"])
                 self._count(req["body"]["messages"])
+                refused = next((p for p in self.profile.refuses if p in req["body"]), None)
+                if refused:  # the Batch API answers such a line with an error, not the whole batch
+                    lines.append(json.dumps({"custom_id": req["custom_id"], "response": {"status_code": 400,
+                                                                                          "body": refusal(refused)}}))
+                    continue
                 body = {"choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-                        "usage": {"prompt_tokens": 100, "completion_tokens": len(text.split())}}
+                        "usage": usage_for(self.profile, 100, len(text.split()))}
                 lines.append(json.dumps({"custom_id": req["custom_id"], "response": {"status_code": 200, "body": body}}))
             self.files[f"out-{batch['id']}"] = "\n".join(lines) + "\n"
             batch["output_file_id"] = f"out-{batch['id']}"

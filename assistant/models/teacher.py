@@ -3,14 +3,24 @@ server), and its prompt: the support policy, then KB passages and similar resolv
 
 `redact_url` is the one function for every URL the application shows (the teacher's description, logs,
 the UI): credentials and secret query values never reach a chat visitor.
+
+Every caller of an OpenAI-compatible endpoint (this chat teacher, the labeller's backend and its Batch API
+jobs, the judge) builds its request parameters here, from one capability table: OpenAI's reasoning models
+(o-series, gpt-5 family) take `max_completion_tokens` and only their default temperature, other OpenAI
+models take `max_completion_tokens`, everything else (DeepSeek, vLLM, Ollama, llama.cpp) `max_tokens`.
+ASSISTANT_TEACHER_CAPABILITIES overrides the table for names it cannot know (Azure deployments), and an
+endpoint that still refuses a parameter gets an error naming it (`refused_parameter`). Usage is read the
+same way everywhere (`usage_counts`): cached input tokens from OpenAI's `prompt_tokens_details` or
+DeepSeek's `prompt_cache_hit_tokens`.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, fields, replace
 from typing import Sequence
 
-from assistant.errors import TeacherUnavailable
+from assistant.errors import ConfigError, TeacherUnavailable
 from assistant.grounding import render_article, render_case
 from assistant.models.base import ChatModel, Usage
 
@@ -95,6 +105,109 @@ def redact_url(url: str | None) -> str:
     return out[2:] if schemeless and out.startswith("//") else out
 
 
+# ---- what an endpoint accepts -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a chat-completions endpoint accepts for one model."""
+
+    token_param: str = "max_tokens"  # or "max_completion_tokens"
+    temperature: bool = True  # False: the model takes only its default temperature, so none is sent
+    json_mode: bool = False  # response_format {"type": "json_object"} (the judge asks for JSON with it)
+
+
+# (model name pattern, capabilities): the first match wins. Matched on the name after any "provider/"
+# prefix (OpenRouter's "openai/gpt-5"). Unknown names get the defaults every compatible server accepts.
+CAPABILITIES: tuple[tuple[str, Capabilities], ...] = (
+    (r"^(o\d|gpt-5)", Capabilities("max_completion_tokens", temperature=False, json_mode=True)),  # reasoning
+    (r"^(gpt-4|gpt-3\.5|chatgpt-)", Capabilities("max_completion_tokens", temperature=True, json_mode=True)),
+    (r"^deepseek-", Capabilities("max_tokens", temperature=True, json_mode=True)),
+)
+TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
+
+
+def capabilities_for(model: str, overrides: dict | None = None) -> Capabilities:
+    """The table's capabilities for `model`, with `overrides` (ASSISTANT_TEACHER_CAPABILITIES) on top."""
+    bare = model.rsplit("/", 1)[-1].lower()
+    caps = next((c for pattern, c in CAPABILITIES if re.match(pattern, bare)), Capabilities())
+    if not overrides:
+        return caps
+    known = {f.name for f in fields(Capabilities)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ConfigError(f"ASSISTANT_TEACHER_CAPABILITIES: unknown keys {', '.join(sorted(unknown))}; "
+                          f"known: {', '.join(sorted(known))}")
+    if overrides.get("token_param", caps.token_param) not in TOKEN_PARAMS:
+        raise ConfigError(f"ASSISTANT_TEACHER_CAPABILITIES: token_param must be one of {', '.join(TOKEN_PARAMS)}")
+    return replace(caps, **overrides)
+
+
+def teacher_capabilities(settings, model: str) -> Capabilities:
+    """Capabilities of a model reached with these settings: the overrides apply to the teacher's own model."""
+    return capabilities_for(model, settings.teacher_capabilities if model == settings.teacher_model else None)
+
+
+def request_params(caps: Capabilities, max_tokens: int | None, temperature: float | None,
+                   json_mode: bool = False) -> dict:
+    """The generation parameters of one request, as this endpoint wants them."""
+    params: dict = {}
+    if max_tokens:
+        params[caps.token_param] = int(max_tokens)
+    if temperature is not None and caps.temperature:
+        params["temperature"] = temperature
+    if json_mode and caps.json_mode:
+        params["response_format"] = {"type": "json_object"}
+    return params
+
+
+def _get(obj, name: str):
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def usage_counts(usage) -> tuple[int | None, int | None, int | None]:
+    """(input, output, cached input) tokens of a usage object or dict; cached tokens are part of the input.
+
+    OpenAI (and vLLM, Azure) report the cache in prompt_tokens_details.cached_tokens; DeepSeek in
+    prompt_cache_hit_tokens (beside prompt_cache_miss_tokens)."""
+    if not usage:
+        return None, None, None
+    details = _get(usage, "prompt_tokens_details")
+    cached = _get(details, "cached_tokens") if details else None
+    if cached is None:
+        cached = _get(usage, "prompt_cache_hit_tokens")
+    return _get(usage, "prompt_tokens"), _get(usage, "completion_tokens"), cached
+
+
+# What to set when an endpoint refuses one of the parameters we send.
+_FIXES = {
+    "max_tokens": 'ASSISTANT_TEACHER_CAPABILITIES=\'{"token_param": "max_completion_tokens"}\'',
+    "max_completion_tokens": 'ASSISTANT_TEACHER_CAPABILITIES=\'{"token_param": "max_tokens"}\'',
+    "temperature": 'ASSISTANT_TEACHER_CAPABILITIES=\'{"temperature": false}\'',
+    "response_format": 'ASSISTANT_TEACHER_CAPABILITIES=\'{"json_mode": false}\'',
+}
+
+
+def refused_parameter(exc, model: str, sent: dict) -> str | None:
+    """For an HTTP 400 that refuses one of the parameters in `sent`: one line naming it and what to set.
+    None when the error is about something else."""
+    if getattr(exc, "status_code", None) not in (400, 422):
+        return None
+    body = getattr(exc, "body", None)
+    text = str((body.get("message") if isinstance(body, dict) else None) or getattr(exc, "message", "") or exc)
+    param = getattr(exc, "param", None)
+    if param not in sent:
+        param = next((p for p in sent if re.search(rf"['\"`]{re.escape(p)}['\"`]", text)), None)
+        if param is None or not re.search(r"unsupported|not supported|unknown|unrecognized|extra|not permitted|invalid", text, re.I):
+            return None
+    fix = _FIXES.get(param, "remove it from ASSISTANT_TEACHER_EXTRA_BODY")
+    return f"teacher {model} does not accept the parameter '{param}' ({text.strip()[:160]}); set {fix}"
+
+
+def client_options(settings) -> dict:
+    """Extra keyword arguments of the openai client for these settings: the extra headers."""
+    return {"default_headers": dict(settings.teacher_headers)} if settings.teacher_headers else {}
+
+
 class OpenAITeacher(ChatModel):
     """The teacher behind any OpenAI-compatible API, streaming with usage."""
 
@@ -103,7 +216,8 @@ class OpenAITeacher(ChatModel):
 
     def __init__(self, *, base_url: str | None, api_key: str | None, model: str, timeout: float = 60.0,
                  max_retries: int = 2, retriever=None, max_tokens: int = 512, temperature: float = 0.2,
-                 http_client=None):
+                 http_client=None, capabilities: Capabilities | None = None, extra_body: dict | None = None,
+                 headers: dict | None = None):
         import openai
 
         self.name, self.version = model, model
@@ -111,10 +225,18 @@ class OpenAITeacher(ChatModel):
         self.description = f"teacher {model} at {redact_url(base_url) or 'api.openai.com'}"
         self.retriever = retriever
         self.max_tokens, self.temperature = max_tokens, temperature
+        self.capabilities = capabilities or capabilities_for(model)
+        self.extra_body = dict(extra_body or {})
         self.client = openai.OpenAI(
             base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=max_retries,
-            http_client=http_client,
+            http_client=http_client, **({"default_headers": dict(headers)} if headers else {}),
         )
+
+    def request(self, messages, max_tokens) -> dict:
+        """The keyword arguments of one streamed chat-completions call (tests read them)."""
+        params = request_params(self.capabilities, max_tokens or self.max_tokens, self.temperature)
+        return {"model": self.name, "messages": messages, "stream": True, "stream_options": {"include_usage": True},
+                **params, **({"extra_body": self.extra_body} if self.extra_body else {})}
 
     def _generate(self, messages, max_tokens):
         import openai
@@ -123,18 +245,13 @@ class OpenAITeacher(ChatModel):
         request = teacher_messages(messages, grounding)
         usage = Usage()
         got_text = False
+        call = self.request(request, max_tokens)
         try:
-            stream = self.client.chat.completions.create(
-                model=self.name, messages=request, stream=True, max_tokens=max_tokens or self.max_tokens,
-                temperature=self.temperature, stream_options={"include_usage": True},
-            )
+            stream = self.client.chat.completions.create(**call)
             n_chunks = 0
             for chunk in stream:
                 if getattr(chunk, "usage", None):
-                    u = chunk.usage
-                    details = getattr(u, "prompt_tokens_details", None)
-                    usage.input_tokens, usage.output_tokens = u.prompt_tokens, u.completion_tokens
-                    usage.cached_tokens = getattr(details, "cached_tokens", None) if details else None
+                    usage.input_tokens, usage.output_tokens, usage.cached_tokens = usage_counts(chunk.usage)
                 for choice in chunk.choices or []:
                     if choice.finish_reason:
                         usage.finish_reason = choice.finish_reason
@@ -148,7 +265,9 @@ class OpenAITeacher(ChatModel):
         except openai.RateLimitError as exc:
             raise TeacherUnavailable(f"teacher {self.name} is rate limited (429)") from exc
         except openai.APIStatusError as exc:
-            raise TeacherUnavailable(f"teacher {self.name} answered HTTP {exc.status_code}") from exc
+            refused = refused_parameter(exc, self.name, {k: v for k, v in call.items() if k not in ("model", "messages")}
+                                        | self.extra_body)
+            raise TeacherUnavailable(refused or f"teacher {self.name} answered HTTP {exc.status_code}") from exc
         except openai.APIConnectionError as exc:
             raise TeacherUnavailable(f"teacher {self.name} is unreachable: {exc}") from exc
         except (openai.OpenAIError, ValueError, KeyError, AttributeError) as exc:

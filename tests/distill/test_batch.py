@@ -53,3 +53,28 @@ def test_batch_calls_are_billed_at_the_batch_discount(store, settings, retriever
     for c in calls:
         assert c["cost"] == pytest.approx(0.5 * (c["input_tokens"] * 2.0 + c["output_tokens"] * 4.0) / 1e6)
     assert r.progress.cost == pytest.approx(sum(c["cost"] for c in calls))
+
+
+def test_a_batch_file_holds_the_parameters_the_model_accepts(store, settings, retriever, tmp_path):
+    from distill.backends import make_backend
+    from tests.assistant.models.providers import provider_settings
+
+    with FakeTeacher(profile="openai-reasoning") as fake:
+        reasoning = replace(provider_settings("openai-reasoning", fake.url, tmp_path), label_budget=0.0)
+        r = label(store, reasoning, LabelOptions(source="teacher", batch=True, poll_s=0.01, max_tokens=123),
+                  backend=make_backend(reasoning, retriever), retriever=retriever)
+    assert r.status == "done" and len(fake.bodies) == 12  # none refused
+    assert all(b["max_completion_tokens"] == 123 and "max_tokens" not in b and "temperature" not in b for b in fake.bodies)
+    cached = [c["cached_tokens"] for c in store.db.query("select cached_tokens from teacher_calls")]
+    assert cached == [64] * 12  # the Batch API's usage lines are read like a live call's
+
+
+def test_a_batch_over_the_jobs_budget_is_refused_before_it_is_submitted(store, settings, retriever):
+    from assistant.errors import InputError
+
+    priced = replace(settings, prices={"fake-teacher": (1000.0, 1000.0)})
+    with FakeTeacher() as fake:
+        with pytest.raises(InputError, match=r"would cost about \$\d+\.\d\d, over the job's budget \$1\.00"):
+            label(store, priced, LabelOptions(source="teacher", batch=True, poll_s=0.01, budget=1.0),
+                  backend=backend_for(fake), retriever=retriever)
+    assert not fake.batches and store.db["label_jobs"].get(1)["status"].startswith("failed: this batch")

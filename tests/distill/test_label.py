@@ -229,3 +229,48 @@ def test_no_cap_when_the_daily_budget_is_zero(store, settings, retriever):
         r = label(store, replace(settings, teacher_daily_budget=0.0), LabelOptions(source="teacher", limit=1),
                   backend=backend_for(fake), retriever=retriever)
     assert r.status == "done" and fake.calls == 2
+
+
+# ---- money: a budget by default, and the plan told before anything is spent ---------------------------
+
+def test_a_job_has_the_default_budget_unless_told_otherwise(store, settings, retriever):
+    from distill.label import job_budget
+
+    priced = replace(settings, prices={"fake-teacher": (1000.0, 1000.0)}, label_budget=0.1)  # every call > $0.10
+    assert job_budget(LabelOptions(), priced) == 0.1 and job_budget(LabelOptions(budget=0), priced) is None
+    with FakeTeacher() as fake:
+        r = label(store, priced, LabelOptions(source="teacher", concurrency=1), backend=backend_for(fake), retriever=retriever)
+    assert r.status == "stopped: budget $0.10 reached" and fake.calls == 1
+    assert json.loads(job_row(store, r.job_id)["options"])["budget"] == 0.1  # the job row keeps the budget it ran under
+
+
+def test_the_plan_says_what_a_paid_job_will_call_and_cost_before_it_starts(store, settings, retriever, tmp_path):
+    from distill.label import label_plan
+    from tests.assistant.models.providers import provider_settings
+
+    assert label_plan(store, settings, LabelOptions()).line() == "labelling 12 turns with the agents' logged replies"
+    assert "case-based stand-in (local, nothing paid)" in label_plan(store, settings, LabelOptions(source="teacher")).line()
+    with FakeTeacher(profile="deepseek") as fake:
+        paid = provider_settings("deepseek", fake.url, tmp_path)
+        plan = label_plan(store, paid, LabelOptions(limit=3))
+        assert fake.calls == 0  # telling costs nothing
+    assert plan.paid and plan.turns == 6 and plan.stored == 0 and plan.budget == 2.0
+    # six prompts of about a thousand tokens and 300-token replies at $0.14 / $0.28 per million: about a tenth of a cent
+    assert 0.0003 < plan.estimate < 0.003
+    assert plan.line().startswith("labelling 6 turns with the paid teacher deepseek-v4-flash: 0 stored (free), 6 to call, about $0.00")
+    assert "job budget $2.00 (--budget, 0 = none), today's cap $5.00 ($0.00 spent)" in plan.line()
+
+
+def test_a_refused_parameter_fails_the_job_with_the_parameter_named(store, settings, retriever, tmp_path):
+    from assistant.errors import ConfigError
+    from distill.backends import make_backend
+    from tests.assistant.models.providers import provider_settings
+
+    with FakeTeacher(profile="openai-reasoning") as fake:
+        wrong = replace(provider_settings("openai-reasoning", fake.url, tmp_path), teacher_capabilities={"token_param": "max_tokens"})
+        with pytest.raises(ConfigError, match="'max_tokens'"):
+            label(store, wrong, LabelOptions(source="teacher", concurrency=1), backend=make_backend(wrong, retriever),
+                  retriever=retriever)
+    [job] = store.db["label_jobs"].rows
+    assert job["status"].startswith("failed: teacher gpt-5.4-mini does not accept the parameter 'max_tokens'")
+    assert fake.calls == 1

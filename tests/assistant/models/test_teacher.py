@@ -10,6 +10,7 @@ import time
 
 import httpx
 import pytest
+from dataclasses import replace
 
 from assistant.errors import TeacherUnavailable
 from assistant.models import OpenAITeacher, redact_url, teacher_messages
@@ -141,3 +142,76 @@ def test_failures_become_teacher_unavailable(stub, mode, message):
         teacher.complete([{"role": "user", "content": "hi"}])
     if mode == "429":
         assert Stub.calls == 2  # retried once, honouring Retry-After: 0
+
+
+# ---- provider profiles: the request each provider gets, and the usage and cost read back ----------------
+
+from assistant.models.teacher import capabilities_for, refused_parameter, request_params, usage_counts  # noqa: E402
+from assistant.pricing import reply_cost  # noqa: E402
+from assistant.services import make_teacher  # noqa: E402
+from eval.fake_teacher import TEACHER_TEXT, FakeTeacher, usage_for, PROFILES as FAKE_PROFILES  # noqa: E402
+from tests.assistant.models.providers import EXPECTED, PROFILES, expected_cost, provider_settings  # noqa: E402
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_each_provider_profile_gets_the_parameters_it_accepts_and_its_usage_is_priced(profile, tmp_path):
+    with FakeTeacher(profile=profile) as fake:
+        settings = provider_settings(profile, fake.url, tmp_path)
+        teacher = make_teacher(settings, retriever=None, for_chat=True)
+        done = list(teacher.stream([{"role": "user", "content": "Where is my order?"}]))[-1]
+    path, sent, never, (header, value) = EXPECTED[profile]
+    [request] = fake.requests  # one call: nothing refused, nothing retried
+    body = request["body"]
+    assert request["path"] == path and request["headers"][header] == value
+    assert body["model"] == settings.teacher_model and body["stream"] is True
+    assert sent <= set(body) and not never & set(body)
+    assert body.get("max_completion_tokens", body.get("max_tokens")) == max(settings.max_new_tokens, 256)
+    usage = usage_for(FAKE_PROFILES[profile], done.input_tokens, done.output_tokens)
+    fake_profile = FAKE_PROFILES[profile]
+    assert done.text == TEACHER_TEXT
+    assert done.cached_tokens == (fake_profile.cached_tokens if fake_profile.cache_field else None)
+    cost, expected = reply_cost(teacher, done, settings), expected_cost(settings, usage)
+    assert cost == (None if expected is None else pytest.approx(expected, abs=1e-8))  # costs are kept to 1e-8 US$
+    assert (cost is None) == (profile in ("vllm", "ollama"))  # a self-hosted model has no list price
+
+
+def test_the_capability_table_knows_reasoning_models_and_settings_override_it():
+    reasoning = capabilities_for("gpt-5.4-mini")
+    assert request_params(reasoning, 300, 0.2) == {"max_completion_tokens": 300}  # no temperature: only the default
+    assert capabilities_for("openai/o3") == reasoning  # a router's "provider/" prefix is ignored
+    assert request_params(capabilities_for("gpt-4.1"), 300, 0.2) == {"max_completion_tokens": 300, "temperature": 0.2}
+    assert request_params(capabilities_for("deepseek-v4-flash"), 300, 0.2) == {"max_tokens": 300, "temperature": 0.2}
+    assert request_params(capabilities_for("llama3.1:8b"), 300, 0.2, json_mode=True) == {"max_tokens": 300, "temperature": 0.2}
+    azure = capabilities_for("my-deployment", {"token_param": "max_completion_tokens", "temperature": False})
+    assert request_params(azure, 300, 0.2) == {"max_completion_tokens": 300}
+    from assistant.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ASSISTANT_TEACHER_CAPABILITIES: unknown keys max_tokens"):
+        capabilities_for("m", {"max_tokens": "max_completion_tokens"})
+
+
+def test_deepseek_and_openai_cache_hits_are_both_read():
+    assert usage_counts({"prompt_tokens": 100, "completion_tokens": 5, "prompt_cache_hit_tokens": 60,
+                         "prompt_cache_miss_tokens": 40}) == (100, 5, 60)
+    assert usage_counts({"prompt_tokens": 100, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 30}}) == (100, 5, 30)
+    assert usage_counts({"prompt_tokens": 100, "completion_tokens": 5}) == (100, 5, None)
+    assert usage_counts(None) == (None, None, None)
+
+
+def test_a_refused_parameter_is_named_with_the_setting_that_fixes_it(tmp_path):
+    with FakeTeacher(profile="openai-reasoning") as fake:
+        settings = provider_settings("openai-reasoning", fake.url, tmp_path)
+        wrong = replace(settings, teacher_capabilities={"token_param": "max_tokens"})  # as if the table were out of date
+        with pytest.raises(TeacherUnavailable, match=r"does not accept the parameter 'max_tokens'.*"
+                                                     r"ASSISTANT_TEACHER_CAPABILITIES='\{\"token_param\": \"max_completion_tokens\"\}'"):
+            make_teacher(wrong, retriever=None).complete([{"role": "user", "content": "hi"}])
+    assert len(fake.requests) == 1  # a refusal is not retried
+
+
+def test_an_error_about_something_else_is_not_taken_for_a_refused_parameter():
+    class Err(Exception):
+        status_code, param, body = 400, None, {"message": "This model's maximum context length is 8192 tokens."}
+
+    assert refused_parameter(Err(), "m", {"max_tokens": 10}) is None
+    Err.body = {"message": "Unrecognized request argument supplied: 'top_k'"}
+    assert "'top_k'" in refused_parameter(Err(), "m", {"max_tokens": 10, "top_k": 20})
