@@ -2,7 +2,9 @@
 
 `respond()` answers a given message list (the CLI and the benchmarks call it). It yields `ChatEvent`s:
 text deltas while the reply streams, a `reset` if text already shown must be replaced (the teacher
-failed mid-reply and the student answers instead), and a final `done` carrying the logged exchange row.
+failed mid-reply and the student answers instead), `wait` while every slot of the student is busy (the
+customer's place in line, as text to show until the reply starts), and a final `done` carrying the logged
+exchange row.
 `converse()` is the chat UI's entry: one new message in a session whose history lives on the server
 (rebuilt from the logged exchanges), so nothing a client sends back reaches the model as context.
 
@@ -29,9 +31,9 @@ from typing import Iterator, Sequence
 from assistant import spend
 from assistant.errors import TeacherUnavailable
 from assistant.experiments import experiment_mode, shadow, should_shadow
-from assistant.models import ChatModel, Completion
+from assistant.models import ChatModel, Completion, Queued
 from assistant.pricing import reply_cost
-from assistant.router import DRAFT_TOKENS, RouteDecision, auto_route
+from assistant.router import DRAFT_TOKENS, RouteDecision, route_draft
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ MODES = ("Student", "Teacher", "Auto")
 
 @dataclass
 class ChatEvent:
-    kind: str  # "delta" | "reset" | "done"
+    kind: str  # "delta" | "reset" | "wait" (the customer's place in line, as text) | "done"
     text: str = ""
     exchange: dict = field(default_factory=dict)
 
@@ -132,10 +134,14 @@ class _Turn:
     shown_at: float | None = None  # when text first reached the customer
 
     def relay(self, items) -> Iterator[ChatEvent]:
-        """Pass text on to the customer as events; return the Completion that ends the stream."""
+        """Pass text on to the customer as events (and their place in line while they wait); return the
+        Completion that ends the stream."""
         for item in items:
             if isinstance(item, Completion):
                 return item
+            if isinstance(item, Queued):
+                yield _waiting(item)
+                continue
             if self.shown_at is None:
                 self.shown_at = time.perf_counter()
             yield ChatEvent("delta", item)
@@ -160,7 +166,7 @@ def respond(services, messages: Sequence[dict], mode: str = "Auto", session_id: 
         yield from _teacher_or_fallback(services, turn)
     model: ChatModel = services.teacher if turn.target == "teacher" else student
     if turn.completion is None:
-        turn.completion = yield from turn.relay(model.stream(turn.messages, services.settings.max_new_tokens))
+        turn.completion = yield from turn.relay(model.stream(turn.messages, services.settings.max_new_tokens, waits=True))
     exchange = _log_exchange(services, turn, model)
     yield ChatEvent("done", exchange=exchange)
 
@@ -173,33 +179,41 @@ def _within_budget(services, turn: _Turn) -> None:
 
 
 def _auto(services, student: ChatModel, turn: _Turn) -> Iterator[ChatEvent]:
-    """Auto mode: the router decides; when it asks for the student's draft, the opening of the student's reply
-    is held back (DRAFT_TOKENS) and shown only if the student keeps the turn."""
+    """Auto mode: the router decides; when the question alone does not send it to the teacher, the opening of
+    the student's reply (DRAFT_TOKENS) is held back, judged too, and shown only if the student keeps the turn."""
+    settings = services.settings
+    before = services.router.score(turn.messages)
+    if before.to_teacher(settings.router_threshold):
+        turn.target, turn.decision = "teacher", before
+        _within_budget(services, turn)
+        return
+    stream = student.stream(turn.messages, settings.max_new_tokens, waits=True)
     held: list[str] = []
-    streams: list = []
-
-    def draft() -> str:
-        stream = student.stream(turn.messages, services.settings.max_new_tokens)
-        streams.append(stream)
-        for item in stream:
-            if isinstance(item, Completion):
-                turn.completion = item
-                break
-            held.append(item)
-            if len(held) >= DRAFT_TOKENS:
-                break
-        return "".join(held)
-
-    turn.target, turn.decision = auto_route(services.router, turn.messages, services.settings.router_threshold, draft)
+    for item in stream:
+        if isinstance(item, Queued):
+            yield _waiting(item)
+            continue
+        if isinstance(item, Completion):
+            turn.completion = item
+            break
+        held.append(item)
+        if len(held) >= DRAFT_TOKENS:
+            break
+    turn.target, turn.decision = route_draft(services.router, turn.messages, settings.router_threshold, before,
+                                             "".join(held))
     _within_budget(services, turn)
     if turn.target == "teacher":
-        for stream in streams:
-            stream.close()
+        stream.close()  # frees the student's slot for the next chat
         turn.completion = None
-    elif streams:
-        yield from turn.relay(held)
-        if turn.completion is None:
-            turn.completion = yield from turn.relay(streams[0])
+        return
+    yield from turn.relay(held)
+    if turn.completion is None:
+        turn.completion = yield from turn.relay(stream)
+
+
+def _waiting(item: Queued) -> ChatEvent:
+    ahead = f"{item.ahead} chat{'s' if item.ahead != 1 else ''} ahead of you" if item.ahead else "you are next"
+    return ChatEvent("wait", f"All our assistants are busy: {ahead}. Your answer starts in a moment.")
 
 
 def _teacher_or_fallback(services, turn: _Turn) -> Iterator[ChatEvent]:

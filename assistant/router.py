@@ -132,7 +132,14 @@ def auto_route(router: Router, messages: Sequence[dict], threshold: float,
     before = router.score(messages)
     if before.to_teacher(threshold):
         return "teacher", before
-    after = router.score(messages, draft=draft())
+    return route_draft(router, messages, threshold, before, draft())
+
+
+def route_draft(router: Router, messages: Sequence[dict], threshold: float, before: RouteDecision,
+                draft: str) -> tuple[str, RouteDecision]:
+    """The second half of `auto_route`, for a caller that fetches the draft itself (the chat, which shows the
+    customer their place in line while the student's draft waits for a slot)."""
+    after = router.score(messages, draft=draft)
     if after.to_teacher(threshold):
         return "teacher", after
     return "student", after if after.score > before.score else before

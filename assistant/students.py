@@ -44,7 +44,8 @@ def student_for(row: dict | None, settings, retriever=None, max_tokens: int | No
     cases in its prompt, so it needs the retriever.
     """
     options = dict(n_ctx=settings.student_context, n_threads=settings.student_threads,
-                   max_tokens=max_tokens or settings.max_new_tokens)
+                   max_tokens=max_tokens or settings.max_new_tokens, slots=settings.student_slots,
+                   saved_mb=settings.student_state_cache_mb)
     if row is None:
         return LlamaStudent(settings.student_path, **options)
     if not row.get("gguf_path"):

@@ -31,7 +31,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def replay(services, conversation: list[dict], session: str, cold: bool) -> list[tuple[int, float, int]]:
     """(customer turn number, TTFT ms, prompt tokens) for each customer turn, answered by the student."""
-    llm = getattr(services.student, "inner", services.student)._llm
+    engine = getattr(services.student, "inner", services.student).engine
     history, out, turn = [], [], 0
     for m in conversation:
         if m["role"] != "user":
@@ -39,7 +39,7 @@ def replay(services, conversation: list[dict], session: str, cold: bool) -> list
         turn += 1
         history.append({"role": "user", "content": m["content"]})
         if cold:
-            llm.reset()  # forget the KV cache: the whole prompt is prefilled again
+            engine.clear_cache()  # forget every KV cache: the whole prompt is prefilled again
         exchange = None
         for event in respond(services, history, "Student", session, turn - 1):
             if event.kind == "done":

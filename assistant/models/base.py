@@ -2,8 +2,10 @@
 
 `ChatModel.stream(messages)` yields the reply as text chunks and finishes with one `Completion`
 (full text, token usage, time to first token, total latency). Timing is measured here, once, for
-every model, so student and teacher figures are comparable. An implementation writes `_generate`:
-text chunks, then optionally one `Usage`.
+every model, so student and teacher figures are comparable: time to first token includes any wait in
+line. An implementation writes `_generate`: text chunks, then optionally one `Usage`; a model that
+queues requests also yields `Queued` while one waits, which `stream(..., waits=True)` passes on (for
+the chat to show the customer's place in line) and plain `stream` drops.
 
 `FakeModel`: canned replies for tests (`enqueue()`), like simonw/llm's mock model.
 """
@@ -15,6 +17,8 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
+
+from assistant.models.engine import Queued
 
 @dataclass
 class Usage:
@@ -56,7 +60,8 @@ class ChatModel(ABC):
     generates: bool = True  # False for retrieval stand-ins: tokens/s means nothing for them
     description: str = ""
 
-    def stream(self, messages: Sequence[dict], max_tokens: int | None = None) -> Iterator[str | Completion]:
+    def stream(self, messages: Sequence[dict], max_tokens: int | None = None,
+               waits: bool = False) -> Iterator[str | Queued | Completion]:
         start = time.perf_counter()
         first = None
         parts: list[str] = []
@@ -64,6 +69,10 @@ class ChatModel(ABC):
         for item in self._generate(list(messages), max_tokens):
             if isinstance(item, Usage):
                 usage = item
+                continue
+            if isinstance(item, Queued):
+                if waits:
+                    yield item
                 continue
             if not item:
                 continue
@@ -107,6 +116,7 @@ class FakeModel(ChatModel):
         self.delay_s = delay_s
         self.calls: list[list[dict]] = []
         self.fail_with: Exception | None = None
+        self.line: list[int] = []  # places in line to report (Queued) before the next reply, like a busy student
         self._lock = threading.Lock()
 
     def enqueue(self, *replies: str) -> None:
@@ -119,6 +129,9 @@ class FakeModel(ChatModel):
                 exc, self.fail_with = self.fail_with, None
                 raise exc
             reply = self.queue.pop(0) if self.queue else f"echo: {messages[-1]['content']}"
+            line, self.line = self.line, []
+        for ahead in line:
+            yield Queued(ahead)
         words = reply.split(" ")
         for i, word in enumerate(words):
             if self.delay_s:

@@ -1,8 +1,9 @@
 """The students: small models served in-process.
 
 - `LlamaStudent`: a GGUF served by llama.cpp (the packaged SmolLM2-135M-Instruct by default, later the
-  promoted distilled versions). One loaded model per file per process; a lock serialises generation
-  because a llama.cpp context is not thread-safe.
+  promoted distilled versions). One loaded model per file per process, generating through one
+  `BatchEngine` (assistant.models.engine): the chats of the moment are decoded together in one context, and
+  each keeps its KV cache so a follow-up turn reads only its new tokens.
 - `GroundedStudent`: a student trained retrieval-augmented, served with the same grounded layout
   (`assistant.grounding.student_layout`) it was trained on.
 """
@@ -13,24 +14,27 @@ import atexit
 import hashlib
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from assistant.errors import ModelError
 from assistant.grounding import LayoutMemo, fit_window, prompt_budget, student_layout
 from assistant.models.base import ChatModel, Usage
+from assistant.models.engine import BatchEngine, Finished, Queued
 
-_llama_cache: dict[tuple, "object"] = {}
+_llama_cache: dict[tuple, "Loaded"] = {}
 _llama_cache_lock = threading.Lock()
 
 
 @atexit.register
 def _close_llamas() -> None:
-    # Free llama.cpp models before the interpreter tears down the bindings they need to free themselves.
-    for llm, _ in _llama_cache.values():
-        try:
-            llm.close()
-        except Exception:
-            pass
+    # Stop the engines, then free llama.cpp models before the interpreter tears down the bindings they need.
+    for loaded in _llama_cache.values():
+        for closable in (loaded.engine, loaded.llm):
+            try:
+                closable.close()
+            except Exception:
+                pass
     _llama_cache.clear()
 
 
@@ -43,9 +47,15 @@ def file_version(path: Path) -> str:
     return h.hexdigest()[:12]
 
 
-def load_llama(path: str, n_ctx: int, n_threads: int):
-    """Load a GGUF once per process (per file and settings) and share it."""
-    key = (str(path), n_ctx, n_threads)
+@dataclass
+class Loaded:
+    llm: object  # llama_cpp.Llama: the weights, the vocabulary and the chat template
+    engine: BatchEngine  # generation, for every chat served by this file
+
+
+def load_llama(path: str, n_ctx: int, n_threads: int, slots: int = 1, saved_mb: int = 0) -> Loaded:
+    """Load a GGUF once per process (per file and settings) and share it, with the engine that serves it."""
+    key = (str(path), n_ctx, n_threads, slots, saved_mb)
     with _llama_cache_lock:
         if key not in _llama_cache:
             try:
@@ -54,14 +64,16 @@ def load_llama(path: str, n_ctx: int, n_threads: int):
                 raise ModelError("llama-cpp-python is not installed; run the setup command in README") from exc
             if not Path(path).is_file():
                 raise ModelError(f"student model file not found: {path}")
+            # 0 means every core, as documented: llama-cpp-python's own default generates on half of them,
+            # which on 2 cores cost about 40% of the tokens/s
+            threads = n_threads or os.cpu_count() or 1
             try:
-                # 0 means every core, as documented: llama-cpp-python's own default generates on half of them,
-                # which on 2 cores cost about 40% of the tokens/s
-                threads = n_threads or os.cpu_count() or 1
-                llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
+                # The Llama object's own context only tokenizes: the engine has the one that generates.
+                llm = Llama(model_path=str(path), n_ctx=64, n_batch=64, n_threads=threads, verbose=False)
             except Exception as exc:
                 raise ModelError(f"llama.cpp could not load {path}: {exc}") from exc
-            _llama_cache[key] = (llm, threading.Lock())
+            engine = BatchEngine(llm, slots=max(1, slots), n_ctx=n_ctx, n_threads=threads, saved_bytes=saved_mb << 20)
+            _llama_cache[key] = Loaded(llm, engine)
         return _llama_cache[key]
 
 
@@ -72,8 +84,8 @@ class LlamaStudent(ChatModel):
     local = True
 
     def __init__(self, path: str | Path, *, name: str | None = None, version: str | None = None,
-                 n_ctx: int = 2048, n_threads: int = 0, max_tokens: int = 256, temperature: float = 0.0,
-                 repeat_penalty: float = 1.1):
+                 n_ctx: int = 2048, n_threads: int = 0, max_tokens: int = 256, repeat_penalty: float = 1.1,
+                 slots: int = 1, saved_mb: int = 0):
         self.path = Path(path)
         if self.path.suffix.lower() != ".gguf":
             raise ModelError(
@@ -84,8 +96,9 @@ class LlamaStudent(ChatModel):
         self.version = version or file_version(self.path)
         self.description = f"student {self.name} (llama.cpp, GGUF)"
         self.n_ctx, self.n_threads = n_ctx, n_threads
-        self.max_tokens, self.temperature, self.repeat_penalty = max_tokens, temperature, repeat_penalty
-        self._llm, self._lock = load_llama(str(self.path), n_ctx, n_threads)
+        self.max_tokens, self.repeat_penalty = max_tokens, repeat_penalty
+        loaded = load_llama(str(self.path), n_ctx, n_threads, slots, saved_mb)
+        self._llm, self.engine = loaded.llm, loaded.engine
         self._formatter = self._make_formatter()
 
     def _make_formatter(self):
@@ -117,21 +130,14 @@ class LlamaStudent(ChatModel):
         return tokens[-budget:], stop
 
     def _generate(self, messages, max_tokens):
-        max_tokens = max_tokens or self.max_tokens
-        with self._lock:
-            tokens, stop = self.prompt_tokens(messages)
-            n_out, finish = 0, None
-            for chunk in self._llm.create_completion(
-                tokens, max_tokens=max_tokens, temperature=self.temperature, top_p=0.95,
-                repeat_penalty=self.repeat_penalty, stop=stop, stream=True, seed=0,
-            ):
-                choice = chunk["choices"][0]
-                finish = choice.get("finish_reason") or finish
-                text = choice.get("text") or ""
-                if text:
-                    n_out += 1  # one streamed chunk per generated token
-                    yield text
-        yield Usage(len(tokens), n_out, finish_reason=finish)
+        tokens, stop = self.prompt_tokens(messages)
+        for item in self.engine.generate(tokens, max_tokens=max_tokens or self.max_tokens, stop=stop,
+                                         repeat_penalty=self.repeat_penalty):
+            if isinstance(item, Finished):
+                yield Usage(item.prompt_tokens, item.output_tokens, cached_tokens=item.prompt_tokens - item.prefilled,
+                            finish_reason=item.finish_reason)
+            else:
+                yield item  # text, or Queued while every slot is busy
 
 
 class GroundedStudent(ChatModel):

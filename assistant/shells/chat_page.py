@@ -162,6 +162,9 @@ def _stream_reply(services, message: str, history: list, session_id: str, ids: d
             yield history, gr.update(), session_id, ids, "", gr.update()
         elif event.kind == "reset":
             text = ""
+        elif event.kind == "wait" and not text:
+            history[-1] = {"role": "assistant", "content": f"⏳ *{shown(event.text)}*"}
+            yield history, gr.update(), session_id, ids, "", gr.update()
         elif event.kind == "done":
             ex = event.exchange
             history[-1] = {"role": "assistant", "content": shown(ex["reply"] or "(empty reply)")}

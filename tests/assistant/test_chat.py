@@ -63,6 +63,19 @@ def test_auto_keeps_a_good_student_draft(services):
     assert ex["routed_to"] == "student" and services.teacher.calls == []
 
 
+@pytest.mark.parametrize("mode", ["Student", "Auto"])
+def test_a_customer_waiting_for_the_student_is_told_their_place_in_line(services, mode):
+    services.student.enqueue("Orders ship within one business day and tracking is emailed.")
+    services.student.line = [2, 1, 0]
+    events = list(respond(services, [{"role": "user", "content": "where is my order"}], mode))
+    waits = [e.text for e in events if e.kind == "wait"]
+    assert [w.split(":")[1].split(".")[0].strip() for w in waits] == ["2 chats ahead of you", "1 chat ahead of you",
+                                                                      "you are next"]
+    kinds = [e.kind for e in events]
+    assert kinds.index("delta") > kinds.index("wait") and kinds[-1] == "done"
+    assert events[-1].exchange["reply"] == "Orders ship within one business day and tracking is emailed."
+
+
 def test_teacher_failure_falls_back_to_the_student_with_a_notice(services, settings):
     services.teacher.fail_with = TeacherUnavailable("teacher gpt-x timed out")
     services.student.enqueue("Here is what I know.")

@@ -4,6 +4,7 @@ student served the layout it was trained on."""
 import pytest
 
 from assistant.models import Completion, FakeModel, GroundedStudent, LlamaStudent
+from assistant.models.engine import MIN_REUSE
 from assistant.settings import packaged_student_gguf
 from tests.assistant.models.test_cases import small_retriever
 
@@ -30,22 +31,41 @@ def test_student_drops_oldest_turns_to_fit_its_context(student):
     assert student._llm.detokenize(tokens).decode().count("word") < 15 * 300 / 2  # old turns were dropped
 
 
-def test_a_follow_up_turn_prefills_only_its_new_tokens(student):
-    """llama.cpp keeps the last prompt's KV cache: the next turn of the same conversation extends it."""
-    turn1 = [{"role": "user", "content": "Hello, my order NH-4506499 has not arrived. Can you check it?"}]
+def _follow_up(student, opening: str, follow_up: str):
+    turn1 = [{"role": "user", "content": opening}]
     first = student.complete(turn1, 16)
-    turn2 = turn1 + [{"role": "assistant", "content": first.text},
-                     {"role": "user", "content": "It was a doorbell. When will it ship?"}]
-    tokens, _ = student.prompt_tokens(turn2)
-    evaluated = []
-    original = student._llm.eval
-    student._llm.eval = lambda toks: (evaluated.append(len(toks)), original(toks))[1]
-    try:
-        student.complete(turn2, 4)
-    finally:
-        student._llm.eval = original
-    prefilled = sum(evaluated) - (len(evaluated) - 1)  # every eval after the prompt's is one generated token
-    assert 0 < prefilled < len(tokens) / 2, (prefilled, len(tokens))
+    return first, turn1 + [{"role": "assistant", "content": first.text}, {"role": "user", "content": follow_up}]
+
+
+def test_a_follow_up_turn_prefills_only_its_new_tokens(student):
+    """The session's KV cache is kept: the next turn of the same conversation extends it."""
+    first, turn2 = _follow_up(student, "Hello, my order NH-4506499 has not arrived. Can you check it?",
+                              "It was a doorbell. When will it ship?")
+    assert first.cached_tokens == 0 or first.cached_tokens < first.input_tokens
+    second = student.complete(turn2, 4)
+    prefilled = second.input_tokens - second.cached_tokens
+    assert 0 < prefilled < second.input_tokens / 2, (prefilled, second.input_tokens)
+
+
+def test_interleaved_chats_each_keep_their_prefix():
+    """Two chats taking turns, on one slot: each follow-up still prefills only its new tokens, because the
+    other chat's turn saved this one's cache and it is restored (and with two slots, never evicted)."""
+    for slots, saved_mb in ((1, 64), (2, 0)):
+        student = LlamaStudent(packaged_student_gguf(), max_tokens=8, slots=slots, saved_mb=saved_mb)
+        _, a2 = _follow_up(student, "My doorbell camera keeps going offline every night.", "It is on 2.4 GHz wifi.")
+        _, b2 = _follow_up(student, "I was charged twice for order NH-1234567.", "The second charge was on Monday.")
+        for turn2 in (a2, b2):
+            reply = student.complete(turn2, 4)
+            assert reply.input_tokens - reply.cached_tokens < reply.input_tokens / 2, (slots, reply)
+
+
+def test_without_saved_states_one_slot_reads_the_whole_prompt_again():
+    """The counterpart of the test above, so it can tell: one slot and no saved states re-reads everything."""
+    student = LlamaStudent(packaged_student_gguf(), max_tokens=8, slots=1, saved_mb=0)
+    _, a2 = _follow_up(student, "My doorbell camera keeps going offline every night.", "It is on 2.4 GHz wifi.")
+    _follow_up(student, "I was charged twice for order NH-1234567.", "The second charge was on Monday.")
+    reply = student.complete(a2, 4)
+    assert reply.cached_tokens < MIN_REUSE  # only the template's opening is shared with the other chat
 
 
 def test_loaded_once_per_process(student):

@@ -28,6 +28,17 @@ def test_message_gets_a_streamed_reply_and_a_logged_exchange(running):
     assert row[0] == "student" and row[1] > 0 and row[2] == 6 and "one business day" in row[3]
 
 
+def test_a_waiting_customer_sees_their_place_in_line_until_the_reply_starts(running):
+    services, client = running
+    services.student.enqueue("Orders ship within one business day.")
+    services.student.line = [3, 1]
+    job = client.submit("where is my order", [], "Student", api_name="/send")
+    shown_rows = [str(update[0][-1]["content"]) for update in job if update[0]]
+    assert any("3 chats ahead of you" in row for row in shown_rows)
+    assert any("1 chat ahead of you" in row for row in shown_rows)
+    assert content_text(job.result()[0][-1]["content"]) == "Orders ship within one business day."
+
+
 def test_thumbs_are_stored_against_the_exchange(running):
     services, client = running
     client.predict("hello", [], "Teacher", api_name="/send")
