@@ -75,6 +75,22 @@ def sample_dir() -> Path:
     return checkout if checkout.is_dir() else Path(__file__).resolve().parent / "sample_data"
 
 
+# Optional dependencies, by the extra of pyproject.toml that installs them. Serving (chat, console import,
+# models) needs none of them; labelling and training need [train], evaluation and reports [eval].
+EXTRAS = {"peft": "train", "datasets": "train", "gguf": "train", "psutil": "train",
+          "evaluate": "eval", "matplotlib": "eval", "sacrebleu": "eval", "rouge_score": "eval"}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """One line saying which extra installs a missing optional dependency; None for any other module."""
+    top = (exc.name or "").split(".")[0]
+    extra = EXTRAS.get(top)
+    if extra is None:
+        return None
+    return (f"this needs {top}, an optional dependency: pip install 'support-assistant[{extra}]' "
+            "(in a checkout, make setup installs every extra)")
+
+
 def _env(environ: Mapping[str, str], *names: str) -> str | None:
     for name in names:
         value = environ.get(name)

@@ -25,7 +25,8 @@ app = typer.Typer(help="Customer-support assistant: a distilled student model, r
 
 
 def friendly(fn):
-    """Turn our own errors into one line and a non-zero exit instead of a traceback."""
+    """Turn our own errors, and a missing optional dependency, into one line and a non-zero exit instead of a
+    traceback."""
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
@@ -34,8 +35,22 @@ def friendly(fn):
         except AssistantError as exc:
             typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
             raise typer.Exit(1)
+        except ModuleNotFoundError as exc:
+            from assistant.settings import missing_extra
+
+            hint = missing_extra(exc)
+            if hint is None:
+                raise
+            typer.secho(f"error: {hint}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(1)
 
     return wrapper
+
+
+def _notice(settings) -> None:
+    """Say, once, when teacher variables were ignored (a key exported for another tool)."""
+    if settings.teacher_notice:
+        typer.secho(f"note: {settings.teacher_notice}", err=True, fg=typer.colors.YELLOW)
 
 
 def _settings(**overrides):
@@ -60,6 +75,7 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = _settings(host=host, port=port)
     typer.echo(f"state directory: {settings.home}")
+    _notice(settings)
     typer.echo("loading models and the knowledge base (first start embeds the sample company, ~30 s)...")
     services = open_services(settings)
     typer.echo(f"student: {services.student.description}")
@@ -179,24 +195,34 @@ def label_cmd(
     final_turn_only: bool = typer.Option(False, help="Label only the last agent turn of each conversation."),
     resolved_only: bool = typer.Option(False, help="Only conversations marked resolved."),
     min_csat: float = typer.Option(None, help="Only conversations with at least this CSAT (1-5)."),
-    budget: float = typer.Option(None, help="Stop cleanly once the teacher has cost this many US$."),
+    budget: float = typer.Option(None, help="Stop cleanly once the teacher has cost this many US$ (default: ASSISTANT_LABEL_BUDGET, 2; 0 = no job budget, the daily one still applies)."),
     rpm: int = typer.Option(None, help="Requests-per-minute limit."),
     tpm: int = typer.Option(None, help="Tokens-per-minute limit."),
     max_tokens: int = typer.Option(300, help="Longest teacher reply."),
     batch: bool = typer.Option(False, help="Use the OpenAI Batch API (half price, up to 24 h; run again to resume)."),
     seed: int = typer.Option(13, help="Seed of the train/validation/test split."),
     allow_failed: bool = typer.Option(False, "--allow-failed", help="Build the dataset even if the job left turns unlabelled (done with N failed turns, or stopped at a budget)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before a paid teacher is called (asked only on a terminal)."),
 ):
-    """Label conversations with the teacher (or the agents' replies) and build a versioned dataset."""
+    """Label conversations with the teacher (or the agents' replies) and build a versioned dataset.
+
+    Before anything is paid it says what the job will call and about what it costs, under which budget;
+    on a terminal it then asks once (skip with --yes)."""
     from assistant.store import open_store
     from distill.dataset import build_dataset
-    from distill.label import LabelOptions, label
+    from distill.label import LabelOptions, label, label_plan
 
     settings = _settings()
+    _notice(settings)
     store = open_store(settings)
     options = LabelOptions(source=source, concurrency=concurrency, limit=limit, final_turn_only=final_turn_only,
                            resolved_only=resolved_only, min_csat=min_csat, budget=budget, rpm=rpm, tpm=tpm,
                            max_tokens=max_tokens, batch=batch)
+    plan = label_plan(store, settings, options)
+    typer.echo(plan.line())
+    if plan.paid and not yes and sys.stdin.isatty() and not typer.confirm("call the teacher?", default=True):
+        typer.echo("nothing was called")
+        raise typer.Exit(1)
     bar = _Progress("labelling", " turns", every=0)  # the summary below says it all in a log file
     result = label(store, settings, options, progress=lambda p: bar(
         p.done, p.total, f"{p.cached} reused, {p.input_tokens + p.output_tokens:,} tokens, ${p.cost:.4f}"))
@@ -364,6 +390,30 @@ def models_rollback():
     typer.echo(f"now serving: {registry.rollback(open_store(_settings()))}")
 
 
+@models_app.command("export")
+@friendly
+def models_export(version: str = typer.Argument(..., help="A registered version (assistant models)."),
+                  ollama: bool = typer.Option(False, "--ollama", help="Write an Ollama Modelfile beside the version's GGUF.")):
+    """Make a version's GGUF usable by other tools: --ollama writes a Modelfile for `ollama create`."""
+    from assistant import students
+    from assistant.errors import InputError
+    from assistant.store import open_store
+    from distill.modelfile import ollama_name, retrieval_warning, write_modelfile
+
+    if not ollama:
+        raise InputError("say which tool to export for: --ollama")
+    settings = _settings()
+    row = students.resolve(open_store(settings), version)
+    if not row.get("gguf_path"):
+        raise InputError(f"{version} has no GGUF (trained with --export-type none): nothing Ollama can load")
+    augmented = students.retrieval_augmented(row)
+    path = write_modelfile(row["gguf_path"], version=version, retrieval_augmented=augmented,
+                           context=settings.student_context, max_new_tokens=settings.max_new_tokens)
+    if augmented:
+        typer.secho(f"warning: {retrieval_warning(version)}", err=True, fg=typer.colors.YELLOW)
+    typer.echo(f"wrote {path}\nthen: cd {path.parent} && ollama create {ollama_name(version)} -f Modelfile")
+
+
 @models_app.command("promote")
 @friendly
 def models_promote(version: str = typer.Argument(..., help="Version to serve.")):
@@ -427,7 +477,9 @@ def report_cmd(run: int = typer.Option(None, help="Evaluation run id (default: t
 @friendly
 def show_settings():
     """Show the effective settings and the environment variables that set them."""
-    for name, env, value, help_text in _settings().describe():
+    settings = _settings()
+    _notice(settings)
+    for name, env, value, help_text in settings.describe():
         typer.echo(f"{name:20} {value}\n{'':20} {env}: {help_text}")
 
 

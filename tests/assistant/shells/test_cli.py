@@ -106,3 +106,66 @@ def test_train_takes_the_loss_by_name_and_refuses_an_unknown_one():
     result = runner.invoke(app, ["train", "--loss", "token_kl"])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert "unknown loss 'token_kl'; known losses: cross_entropy" in result.output
+
+
+# ---- money, exports and optional dependencies (#15) ------------------------------------------------------
+
+def test_label_says_what_it_will_spend_before_calling_a_paid_teacher(monkeypatch, tmp_path):
+    from eval.fake_teacher import FakeTeacher
+    from tests.assistant.models.providers import provider_env
+
+    assert runner.invoke(app, ["import", str(FIXTURES / "sharegpt.json")]).exit_code == 0
+    with FakeTeacher(profile="deepseek") as fake:
+        for name, value in provider_env("deepseek", fake.url).items():
+            monkeypatch.setenv(name, value)
+        result = runner.invoke(app, ["label", "--budget", "0.5"])
+    first = result.output.splitlines()[0]
+    assert result.exit_code == 0, result.output
+    assert first.startswith("labelling 3 turns with the paid teacher deepseek-v4-flash: 0 stored (free), 3 to call, about $")
+    assert "job budget $0.50" in first and fake.calls == 3
+    assert "label job 1: done; labels by deepseek-v4-flash" in result.output
+
+
+def test_a_key_exported_for_something_else_is_named_and_labelling_stays_free(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-for-my-other-tool")
+    assert runner.invoke(app, ["import", str(FIXTURES / "sharegpt.json")]).exit_code == 0
+    result = runner.invoke(app, ["label"])
+    assert result.exit_code == 0
+    assert "note: OPENAI_API_KEY is set but no teacher is named, so it is ignored" in result.output
+    assert "labelling 3 turns with the agents' logged replies" in result.output
+
+
+def test_models_export_ollama_writes_a_modelfile_beside_the_gguf_and_warns_for_a_grounded_student(settings, tmp_path):
+    import json as _json
+
+    from assistant.settings import packaged_student_gguf
+
+    store = open_store(settings)
+    folder = settings.home / "models" / "student-001"
+    folder.mkdir(parents=True)
+    (folder / "model.gguf").symlink_to(packaged_student_gguf())
+    store.insert("model_versions", {"version": "student-001", "status": "registered", "gguf_path": str(folder / "model.gguf"),
+                                    "config": _json.dumps({"retrieval_augmented": True})})
+    assert runner.invoke(app, ["models", "export", "student-001"]).exit_code == 1  # which tool? --ollama
+    result = runner.invoke(app, ["models", "export", "student-001", "--ollama"])
+    assert result.exit_code == 0, result.output
+    assert (folder / "Modelfile").read_text().startswith("# Ollama Modelfile for the support-assistant student student-001")
+    assert "warning: student-001 was trained retrieval-augmented" in result.output
+    assert "ollama create support-student-001 -f Modelfile" in result.output
+
+
+def test_a_missing_optional_dependency_is_one_line_naming_the_extra(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_datasets(name, *args, **kwargs):
+        if name.split(".")[0] == "datasets":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    assert runner.invoke(app, ["import", str(FIXTURES / "sharegpt.json")]).exit_code == 0
+    monkeypatch.setattr(builtins, "__import__", without_datasets)
+    result = runner.invoke(app, ["label", "--source", "logged"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert "error: this needs datasets, an optional dependency: pip install 'support-assistant[train]'" in result.output

@@ -45,6 +45,7 @@ def test_label_tab_runs_a_job_and_builds_a_dataset(console):
     import_file(services.store, FIXTURES / "sharegpt.json")
     status, rejected = client.predict("logged", 2, None, False, False, None, None, False, api_name="/label")
     assert "Label job 1: done" in status and "Dataset **ds-" in status
+    assert status.startswith("labelling 3 turns with the agents' logged replies")  # the plan, shown first
     assert services.store.count("datasets") == 1
     assert rejected["data"] == []  # the agents' own replies pass the checks
 
@@ -61,11 +62,16 @@ def test_label_tab_lists_the_jobs_rejected_labels_and_no_other_jobs(settings, fa
     assert label_tab.rejected_rows(services.store, 1) == [[1, 0, "too short", "reply 0"], [1, 1, "placeholder left", "reply 1"]]
 
 
-def test_label_options_treat_empty_and_zero_as_no_limit():
+def test_label_options_treat_empty_and_zero_as_no_limit_but_an_empty_budget_as_the_default(settings):
+    from distill.label import job_budget
+
     options = label_tab.label_options("logged", 4.0, 0, False, True, None, 0)
-    assert (options.limit, options.min_csat, options.budget, options.concurrency) == (None, None, None, 4)
+    assert (options.limit, options.min_csat, options.budget, options.concurrency) == (None, None, 0.0, 4)
+    assert job_budget(options, settings) is None  # 0: no job budget
     options = label_tab.label_options("teacher", 2, 10, True, False, 4, 1.5)
     assert (options.limit, options.min_csat, options.budget, options.final_turn_only) == (10, 4.0, 1.5, True)
+    empty = label_tab.label_options("teacher", 2, None, False, False, None, None)
+    assert empty.budget is None and job_budget(empty, settings) == settings.label_budget == 2.0
 
 
 def test_retrain_tab_runs_a_background_job_that_survives_a_reload(console, monkeypatch):
