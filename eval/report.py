@@ -60,7 +60,7 @@ def summarise(items: list[dict], measurements: dict) -> tuple[dict, str, str]:
         m = measurements.get(arm, {})
         summary[arm] = {
             "n": len(rows), "accuracy": bootstrap_ci(acc), "gold_recall": _mean(r.get("gold_recall") for r in rows),
-            "rouge_l": _mean(r.get("rouge_l") for r in rows), "bleu": _mean(r.get("bleu") for r in rows),
+            "rouge_l": _mean(r.get("rouge_l") for r in rows), **corpus_bleu(rows),
             "semantic_similarity": _mean(r.get("semantic_similarity") for r in rows),
             "judge_accuracy": bootstrap_ci(judged) if judged else None,
             "p50_ms": percentile(lat, 0.5), "p95_ms": percentile(lat, 0.95),
@@ -71,6 +71,19 @@ def summarise(items: list[dict], measurements: dict) -> tuple[dict, str, str]:
             **{k: m.get(k) for k in ("parameters", "file_mb", "peak_rss_mb", "throughput_c1_qph", "throughput_c8_qph")},
         }
     return summary, key, definition
+
+
+def corpus_bleu(rows: list[dict]) -> dict:
+    """{"bleu": the arm's corpus BLEU by sacrebleu, "bleu_signature": how it was computed}; None without replies."""
+    pairs = [(r["reply"], r["reference"]) for r in rows if r.get("reply") is not None and r.get("reference") is not None]
+    if not pairs:
+        return {"bleu": None, "bleu_signature": None}
+    import evaluate
+
+    from eval.abtest import METRICS_DIR
+
+    out = evaluate.load(str(METRICS_DIR / "bleu")).compute(predictions=[p for p, _ in pairs], references=[r for _, r in pairs])
+    return {"bleu": out["bleu"], "bleu_signature": out["signature"]}
 
 
 def _mean(values):
@@ -384,6 +397,9 @@ def _arm_tables(page: Page, summary: dict, models: dict) -> None:
     page.table("All arms", ["Arm", "Model", "Accuracy (95% CI)", "Gold-fact recall", "ROUGE-L", "BLEU", "Semantic sim.",
                             "Judge accuracy", "p50", "p95", "Tokens/s", "Cost / 1k", "To teacher"],
                [_arm_row(a, summary[a], models) for a in ARM_LABELS if a in summary])
+    signature = next((s["bleu_signature"] for s in summary.values() if s.get("bleu_signature")), None)
+    if signature:
+        page.paragraph(f"BLEU is each arm's corpus BLEU by sacrebleu, signature `{signature}`; ROUGE-L by rouge-score.")
 
 
 def _depth_section(page: Page, by_depth: dict, items: list[dict]) -> None:

@@ -115,3 +115,19 @@ def test_report_shows_accuracy_by_turn_depth(settings):
     assert "| Teacher | 100.0% (100%–100%), n=8 | 100.0% (100%–100%), n=12 | 100.0% (100%–100%), n=12 | +0 points |" in md
     assert "| Distilled student | 100.0% (100%–100%), n=8 |" in md and "0.0% (0%–0%), n=12 | -100 points |" in md
     assert "Distilled student: accuracy at turns 6+ is <b>100 points below</b> turns 1-2" in page
+
+
+def test_bleu_is_each_arms_corpus_bleu_with_sacrebleus_signature(settings):
+    import sacrebleu
+
+    from eval.report import build_report
+
+    store = Store(settings.db_path)
+    run_id = fixture_run(store)
+    _, md_path = build_report(store, settings, run_id)
+    md = md_path.read_text()
+    student = "Returns within 30 days."
+    expected = sacrebleu.corpus_bleu([student] * 3, [["Returns within 30 days with a prepaid return label."] * 3]).score
+    row = next(line for line in md.splitlines() if line.startswith("| Distilled student |"))
+    assert f"| {expected:.1f} |" in row  # the corpus score, not the stored per-turn 20.0
+    assert "corpus BLEU by sacrebleu, signature `nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:" in md
