@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 PIP_ARGS ?=
 
-.PHONY: run test setup browser bench sample clean
+.PHONY: run test setup browser bench sample wheel clean
 
 run: setup
 	$(BIN)/assistant serve
@@ -21,7 +21,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check $(PIP_ARGS) "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet --disable-pip-version-check $(PIP_ARGS) -e ".[dev]"
+	$(BIN)/pip install --quiet --disable-pip-version-check $(PIP_ARGS) -e ".[train,eval,dev]"
 	@touch $(STAMP)
 
 # The browser test drives Debian's chromium. Installed here when we can (root, apt); otherwise that
@@ -39,5 +39,10 @@ bench: setup
 sample:
 	$(PYTHON) data/generate_sample.py
 
+# The installable package (sample company and metric modules inside): dist/support_assistant-*.whl.
+# `pip install "dist/support_assistant-0.1.0-py3-none-any.whl[train,eval]"` after the CPU torch (README).
+wheel: setup
+	$(BIN)/python -m build --wheel --outdir dist .
+
 clean:
-	rm -rf $(VENV) .assistant .pytest_cache .hypothesis tests/artifacts
+	rm -rf $(VENV) .assistant .pytest_cache .hypothesis tests/artifacts build dist

@@ -11,14 +11,14 @@ import logging
 from pathlib import Path
 
 from assistant.services import Services, build_services
-from assistant.settings import REPO_ROOT, Settings
+from assistant.settings import Settings, sample_dir
 from assistant.store import Store, open_store
 from distill.importer import import_file
 from distill.kb import import_kb
 
 log = logging.getLogger(__name__)
 
-SAMPLE_DIR = REPO_ROOT / "data" / "sample"
+SAMPLE_DIR = sample_dir()  # data/sample in a checkout, the copy inside the package when installed
 
 
 def seed_sample(store: Store, sample_dir: Path = SAMPLE_DIR) -> dict:
