@@ -7,8 +7,14 @@ conversation (no conversation in two splits), stratified by intent, with a fixed
 is reserved for evaluation: training reads only train and validation.
 
 Saved under $ASSISTANT_HOME/datasets/<version>/ as a Hugging Face DatasetDict with manifest.json
-(content hash, teacher, prompt version, counts, filters) and exports (OpenAI fine-tuning JSONL and
-ShareGPT, per split); registered in the `datasets` table. The same content gives the same version.
+(content hash, teacher, prompt version, counts, filters) and exports, per split: OpenAI fine-tuning JSONL
+(one conversation a line, `weight` 1 on the labelled assistant turns, 0 on the others) and ShareGPT (the
+same weight on each "gpt" turn: Axolotl reads it with `message_field_training: weight`). Registered in the
+`datasets` table. The same content gives the same version.
+
+`export_turns` adds per-turn rows laid out exactly as the student is trained and served (with its inline
+grounding when retrieval-augmented): TRL's conversational prompt-completion JSONL and OpenAI fine-tuning
+JSONL, so the same student can be trained with TRL's SFTTrainer, LLaMA-Factory or a hosted fine-tune.
 """
 
 from __future__ import annotations
@@ -111,8 +117,9 @@ def _export(rows: list[dict], folder: Path, split: str) -> None:
             fh.write(json.dumps({"messages": msgs}, ensure_ascii=False) + "\n")
     sharegpt = [{"id": f"{r['conversation_id']}-{r['label_source']}",
                  **({"system": r["system"]} if r["system"] else {}),
-                 "conversations": [{"from": "human" if m["role"] == "user" else "gpt", "value": m["content"]}
-                                   for m in r["messages"]]} for r in rows]
+                 "conversations": [{"from": "human" if m["role"] == "user" else "gpt", "value": m["content"],
+                                    **({"weight": 1 if i in r["train_turns"] else 0} if m["role"] == "assistant" else {})}
+                                   for i, m in enumerate(r["messages"])]} for r in rows]
     (folder / f"{split}.sharegpt.json").write_text(json.dumps(sharegpt, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
@@ -235,6 +242,41 @@ def load_dataset(store: Store, version: str | None = None):
     except FileNotFoundError as exc:
         raise InputError(f"dataset {row['version']} is missing its files at {row['path']}; build it again") from exc
     return dd, manifest
+
+
+def turn_rows(rows, layout) -> list[dict]:
+    """One row per labelled turn: the prompt as the student reads it for that turn, and the label.
+
+    `layout(messages, conversation_id)` lays a conversation out for the student (`student_layout`, grounded or
+    plain); a turn's prompt is the layout of the conversation up to it, labels in place of earlier replies."""
+    out = []
+    for row in rows:
+        messages = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
+        if row.get("system"):
+            messages = [{"role": "system", "content": row["system"]}] + messages
+        offset = 1 if row.get("system") else 0
+        for i in row["train_turns"]:
+            prompt = layout(messages[: i + offset], row["conversation_id"])
+            out.append({"prompt": prompt, "completion": [{"role": "assistant", "content": row["messages"][i]["content"]}],
+                        "conversation_id": row["conversation_id"], "turn": i})
+    return out
+
+
+def export_turns(dd, folder: Path, layout, grounded: bool) -> list[Path]:
+    """Write `<split>.<kind>.prompt_completion.jsonl` (TRL) and `<split>.<kind>.openai.jsonl` (OpenAI fine-tuning,
+    the reply weighted 1, earlier replies 0) per split, kind "grounded" or "plain"; returns the files."""
+    kind, written = "grounded" if grounded else "plain", []
+    for split in dd:
+        turns = turn_rows(dd[split], layout)
+        trl, openai = folder / f"{split}.{kind}.prompt_completion.jsonl", folder / f"{split}.{kind}.openai.jsonl"
+        with open(trl, "w", encoding="utf-8") as fh_trl, open(openai, "w", encoding="utf-8") as fh_openai:
+            for t in turns:
+                fh_trl.write(json.dumps({"prompt": t["prompt"], "completion": t["completion"]}, ensure_ascii=False) + "\n")
+                history = [{**m, "weight": 0} if m["role"] == "assistant" else m for m in t["prompt"]]
+                fh_openai.write(json.dumps({"messages": history + [{**t["completion"][0], "weight": 1}]},
+                                           ensure_ascii=False) + "\n")
+        written += [trl, openai]
+    return written
 
 
 def labelled_turns(rows) -> list[dict]:

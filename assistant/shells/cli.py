@@ -256,15 +256,46 @@ def labels_rejected(job: int = typer.Option(None, help="Label job id (default: t
         typer.echo(f"- conversation {r['conversation_id']} turn {r['message_index']}: {r['reason']}\n    {r['reply'][:200]!r}")
 
 
-@app.command("datasets")
+datasets_app = typer.Typer(help="Dataset versions.", invoke_without_command=True)
+app.add_typer(datasets_app, name="datasets")
+
+
+@datasets_app.callback()
 @friendly
-def datasets_cmd():
+def datasets_cmd(ctx: typer.Context):
     """List dataset versions."""
+    if ctx.invoked_subcommand:
+        return
     from assistant.store import open_store
 
     for r in open_store(_settings()).datasets():
         typer.echo(f"{r['version']}  train {r['n_train']}  validation {r['n_validation']}  test {r['n_test']}  "
                    f"teacher: {r['teacher']}  {r['created_at']}  {r['path']}")
+
+
+@datasets_app.command("export")
+@friendly
+def datasets_export(version: str = typer.Argument(None, help="Dataset version (default: the newest)."),
+                    plain: bool = typer.Option(False, "--plain", help="Lay turns out for a plain student (no grounding).")):
+    """Per-turn rows as the student is trained on them, for TRL (prompt-completion) and OpenAI fine-tuning.
+
+    Retrieval-augmented by default: each customer message carries the grounding the student reads, retrieved
+    as training retrieves it (never from the validation or test conversations)."""
+    from assistant.grounding import student_layout
+    from assistant.store import open_store
+    from distill.dataset import export_turns, load_dataset
+    from distill.pipeline import grounding_for_training, held_out_retriever
+
+    settings = _settings()
+    store = open_store(settings)
+    dd, manifest = load_dataset(store, version)
+    if plain:
+        layout = lambda messages, conversation_id: student_layout(messages)  # noqa: E731
+    else:
+        layout = grounding_for_training(held_out_retriever(store, settings, dd), [dd[s] for s in dd])
+    folder = settings.home / "datasets" / manifest["version"]
+    for path in export_turns(dd, folder, layout, grounded=not plain):
+        typer.echo(str(path))
 
 
 class _Progress:

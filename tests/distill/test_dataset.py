@@ -115,3 +115,28 @@ def test_a_small_dataset_saves_its_empty_test_split_readably(tmp_path, settings)
     v = build_dataset(store, settings, _labelled(store, settings))
     dd, manifest = load_dataset(store, v.version)  # an empty split used to fail here with "list index out of range"
     assert dd["test"].num_rows == 0 and manifest["counts"]["test"]["rows"] == 0 and dd["train"].num_rows == 2
+
+
+# ---- exports other tools read (#15) ----------------------------------------------------------------------
+
+def test_sharegpt_keeps_the_turn_weights_and_turn_rows_carry_the_students_prompt(tmp_path):
+    import json as _json
+
+    from distill.dataset import _export, turn_rows
+
+    row = {"conversation_id": 7, "label_source": "teacher", "system": "Be brief.", "train_turns": [3],
+           "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+                        {"role": "user", "content": "Where is my order?"}, {"role": "assistant", "content": "It ships today."}]}
+    _export([row], tmp_path, "train")
+    [conv] = _json.loads((tmp_path / "train.sharegpt.json").read_text())
+    assert [t.get("weight") for t in conv["conversations"]] == [None, 0, None, 1]  # Axolotl: message_field_training: weight
+    seen = []
+
+    def layout(messages, conversation_id):
+        seen.append((len(messages), conversation_id))
+        return [{"role": m["role"], "content": m["content"].upper()} for m in messages]
+
+    [turn] = turn_rows([row], layout)
+    assert seen == [(4, 7)]  # the system message and the conversation up to the labelled reply
+    assert turn["prompt"][0] == {"role": "system", "content": "BE BRIEF."} and turn["prompt"][-1]["content"] == "WHERE IS MY ORDER?"
+    assert turn["completion"] == [{"role": "assistant", "content": "It ships today."}]

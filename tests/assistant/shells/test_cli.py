@@ -169,3 +169,25 @@ def test_a_missing_optional_dependency_is_one_line_naming_the_extra(monkeypatch)
     result = runner.invoke(app, ["label", "--source", "logged"])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert "error: this needs datasets, an optional dependency: pip install 'support-assistant[train]'" in result.output
+
+
+def test_datasets_export_writes_grounded_prompt_completion_and_openai_rows(monkeypatch, settings):
+    from assistant.grounding import STUDENT_POLICY
+
+    monkeypatch.setenv("ASSISTANT_EMBEDDER", "hashing")  # retrieval without a model load
+    assert runner.invoke(app, ["kb", "import", str(REPO_ROOT / "data" / "sample" / "kb")]).exit_code == 0
+    assert runner.invoke(app, ["import", str(FIXTURES / "sharegpt.json")]).exit_code == 0
+    assert runner.invoke(app, ["label", "--source", "logged"]).exit_code == 0
+    result = runner.invoke(app, ["datasets", "export"])
+    assert result.exit_code == 0, result.output
+    files = result.output.split()
+    assert any(f.endswith("train.grounded.prompt_completion.jsonl") for f in files) and len(files) == 6
+    rows = [json.loads(line) for f in files if f.endswith(".grounded.prompt_completion.jsonl") for line in open(f)]
+    assert rows and all(r["prompt"][0]["role"] == "system" and r["prompt"][0]["content"].startswith(STUDENT_POLICY) for r in rows)
+    assert any("<reference>" in m["content"] for r in rows for m in r["prompt"] if m["role"] == "user")
+    assert all(r["completion"][0]["role"] == "assistant" and r["prompt"][-1]["role"] == "user" for r in rows)
+    openai_rows = [json.loads(line) for f in files if f.endswith(".grounded.openai.jsonl") for line in open(f)]
+    assert len(openai_rows) == len(rows) and all(r["messages"][-1]["weight"] == 1 for r in openai_rows)
+    plain = runner.invoke(app, ["datasets", "export", "--plain"]).output.split()
+    assert all(".plain." in f for f in plain)
+    assert not any("<reference>" in line for f in plain if f.endswith("prompt_completion.jsonl") for line in open(f))
