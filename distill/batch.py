@@ -40,7 +40,7 @@ def run_batch(store, backend, requests: dict[str, list[dict]], params: dict, *, 
 
 def _run_batch(store, backend, requests, params, poll_s, stop, accept, on_poll) -> str:
     if not hasattr(backend, "client"):
-        raise AssistantError("batch mode needs an OpenAI-compatible teacher endpoint (ASSISTANT_TEACHER_BASE_URL / OPENAI_API_KEY)")
+        raise AssistantError("batch mode needs an OpenAI-compatible teacher endpoint: name it with ASSISTANT_TEACHER_MODEL (and ASSISTANT_TEACHER_BASE_URL)")
     client = backend.client
     request_hash = hashlib.sha256("".join(sorted(requests)).encode()).hexdigest()
     row = next(store.db.query("SELECT * FROM label_batches WHERE request_hash = ? AND status NOT IN "
