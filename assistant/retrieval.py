@@ -255,13 +255,21 @@ class Retriever:
     # conversations whose replies must never be retrieved (an evaluation's held-out test split)
     exclude: frozenset = frozenset()
 
+    def prefetch(self, history: Sequence[dict]) -> None:
+        """Embed now what the next turn of this conversation will be matched on besides its new message (the
+        recent context), so that turn embeds only the message: called after a reply, off the customer's wait."""
+        _, context = state_text(list(history) + [{"role": "user", "content": ""}])
+        if context:
+            self.kb.embedder.embed([context])
+
     def warm(self, histories: Sequence[Sequence[dict]]) -> None:
         """Embed many conversation states in one batch (much faster than one at a time), filling the cache."""
         states = [state_text(h) for h in histories]
         self.kb.embedder.embed(sorted({u for u, _ in states} | {c or u for u, c in states}))
 
     def ground(self, history: Sequence[dict], k_kb: int = 3, k_cases: int = 3, exclude_conversation: Any = None) -> dict:
-        query, _ = state_text(history)
+        query, context = state_text(history)
+        self.kb.embedder.embed([query, context or query])  # both in one forward pass: the searches find them cached
         return {"kb": self.kb.search(query, k_kb),
                 "cases": self.cases.search(history, k_cases, exclude_conversation, exclude=self.exclude)}
 

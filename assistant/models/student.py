@@ -5,7 +5,8 @@
   `BatchEngine` (assistant.models.engine): the chats of the moment are decoded together in one context, and
   each keeps its KV cache so a follow-up turn reads only its new tokens.
 - `GroundedStudent`: a student trained retrieval-augmented, served with the same grounded layout
-  (`assistant.grounding.student_layout`) it was trained on.
+  (`assistant.grounding.student_layout`) it was trained on. Once a reply is out it embeds the context the
+  conversation's next turn will be matched on, so that turn's retrieval embeds only the new message.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assistant.errors import ModelError
-from assistant.grounding import LayoutMemo, fit_window, prompt_budget, student_layout
+from assistant.grounding import DEFAULT_BUDGET, Budget, LayoutMemo, fit_window, prompt_budget, student_layout
 from assistant.models.base import ChatModel, Usage
-from assistant.models.engine import BatchEngine, Finished, Queued
+from assistant.models.engine import BatchEngine, Finished
 
 _llama_cache: dict[tuple, "Loaded"] = {}
 _llama_cache_lock = threading.Lock()
@@ -143,11 +144,19 @@ class LlamaStudent(ChatModel):
 class GroundedStudent(ChatModel):
     """A student trained with retrieval in its prompt, served the same way (`assistant.grounding.student_layout`)."""
 
-    def __init__(self, inner: ChatModel, retriever):
-        self.inner, self.retriever = inner, retriever
+    def __init__(self, inner: ChatModel, retriever, budget: Budget = DEFAULT_BUDGET):
+        self.inner, self.retriever, self.budget = inner, retriever, budget
         self.name, self.version, self.role, self.local = inner.name, inner.version, inner.role, inner.local
         self.description = inner.description + ", retrieval-augmented"
         self.memo = LayoutMemo()  # a chat's next turn retrieves only for its new message
 
     def _generate(self, messages, max_tokens):
-        yield from self.inner._generate(student_layout(messages, self.retriever, memo=self.memo), max_tokens)
+        parts = []
+        layout = student_layout(messages, self.retriever, memo=self.memo, budget=self.budget)
+        for item in self.inner._generate(layout, max_tokens):
+            if isinstance(item, str):
+                parts.append(item)
+            yield item
+        # The reply is out: embed the next turn's context now, so the customer's next message waits only for its own
+        threading.Thread(target=self.retriever.prefetch, args=(list(messages) + [{"role": "assistant", "content": "".join(parts)}],),
+                         daemon=True, name="prefetch-context").start()

@@ -84,3 +84,36 @@ def test_grounded_student_is_served_the_layout_it_was_trained_on(fake_embedder):
     assert inner.calls == [student_layout(history, r)]
     assert "24 hours" in inner.calls[0][-1]["content"]  # the grounding sits in the customer's turn
     assert student.name == inner.name and student.version == inner.version
+
+
+class CountingModel:
+    """Stands in for MiniLM inside the real caching Embedder: hashing vectors, and a record of every forward pass."""
+
+    def __init__(self):
+        from assistant.hashing_embedder import HashingEmbedder
+
+        self.hashing, self.passes = HashingEmbedder(), []
+
+    def encode(self, texts, **_):
+        self.passes.append(list(texts))
+        return self.hashing.embed(texts)
+
+
+def test_after_a_reply_the_next_turn_only_embeds_its_new_message():
+    """Retrieval on the customer's wait: the recent context is embedded once the reply is out, so the next
+    message costs one forward pass of the embedder, for itself alone."""
+    import threading
+
+    from assistant.retrieval import Embedder
+
+    model = CountingModel()
+    r = small_retriever(Embedder(None, model=model))
+    student = GroundedStudent(FakeModel(replies=["Tap Forgot password on the sign-in screen."]), r)
+    history = [{"role": "user", "content": "I forgot my password"}]
+    reply = student.complete(history).text
+    for thread in threading.enumerate():
+        if thread.name == "prefetch-context":
+            thread.join(5)
+    model.passes.clear()
+    student.complete(history + [{"role": "assistant", "content": reply}, {"role": "user", "content": "It still fails"}])
+    assert model.passes[0] == ["It still fails"], model.passes
