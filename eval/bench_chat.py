@@ -6,7 +6,7 @@ figures are what a user of the UI gets. Ratios are measured in one run, since th
     python -m eval.bench_chat [--questions 20]
 
 The teacher is whatever the settings configure: the offline case-based stand-in by default, or an
-OpenAI-compatible endpoint when ASSISTANT_TEACHER_BASE_URL / OPENAI_API_KEY are set.
+OpenAI-compatible endpoint once ASSISTANT_TEACHER_MODEL (or ASSISTANT_TEACHER_BASE_URL) names one.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
    (a fresh store each time, so nothing is reused); throughput is reported as a ratio to concurrency 1.
    Target: at least 7x at concurrency 8.
 2. Wall time to label all of data/sample (every agent turn) with the local teacher: the offline
-   case-based stand-in, or the configured endpoint when ASSISTANT_TEACHER_BASE_URL / OPENAI_API_KEY are set.
+   case-based stand-in, or the configured endpoint once ASSISTANT_TEACHER_MODEL (or ..._BASE_URL) names one.
 
     python -m eval.bench_label
 """

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from types import SimpleNamespace
 
@@ -42,6 +43,9 @@ def _fmt(value, unit: str = "", digits: int = 0) -> str:
     return f"{value:,.{digits}f}{unit}"
 
 
+# The first words of a reply are drawn at once; after that at most one redraw per this many seconds (the
+# student writes a token every 10-50 ms: drawing each one cost more server time than generating it).
+REDRAW_S = 0.05
 _IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]*)[^)]*\)")
 
 
@@ -96,7 +100,7 @@ def header_markdown(services) -> str:
         lines.append(
             "\n> No teacher API is configured, so the **Teacher** is an offline stand-in: it answers with what "
             "your agents said in the most similar resolved conversation (or the closest help-center article). "
-            "Set `ASSISTANT_TEACHER_BASE_URL` / `OPENAI_API_KEY` to use a real teacher model."
+            "Name a teacher with `ASSISTANT_TEACHER_MODEL` (and its endpoint and key) to use a real teacher model."
         )
     return "\n".join(lines)
 
@@ -154,10 +158,14 @@ def chat_turn(services, limiter: RateLimiter, message: str, history: list, sessi
 
 def _stream_reply(services, message: str, history: list, session_id: str, ids: dict, mode: str):
     """The reply's events from `converse` drawn into the last chatbot row (chat_turn's updates)."""
-    text = ""
+    text, sent_at = "", None
     for event in converse(services, session_id, message, mode):
         if event.kind == "delta":
             text += event.text
+            now = time.monotonic()
+            if sent_at is not None and now - sent_at < REDRAW_S:
+                continue  # drawn with the next update: each update costs the server and the browser a redraw
+            sent_at = now
             history[-1] = {"role": "assistant", "content": shown(text)}
             yield history, gr.update(), session_id, ids, "", gr.update()
         elif event.kind == "reset":

@@ -167,3 +167,19 @@ def test_visible_history_keeps_user_and_assistant_turns_as_text():
             {"role": "user", "content": [{"type": "text", "text": "hi"}]}, {"role": "assistant", "content": None}]
     assert visible_history(sent) == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]
     assert visible_history(None) == []
+
+
+def test_a_fast_reply_is_drawn_at_once_and_then_in_few_redraws(settings, fake_embedder):
+    """Every update is a redraw for the server and the browser: the first words go at once, the rest in
+    batches (at most one redraw per REDRAW_S), and the last update holds the whole reply."""
+    from assistant.limits import RateLimiter
+    from assistant.shells.chat_page import chat_turn
+    from tests.assistant.shells.conftest import make_services
+
+    services = make_services(settings, fake_embedder)
+    words = " ".join(f"word{i}" for i in range(200))
+    services.student.enqueue(words)
+    turn = chat_turn(services, RateLimiter(), "hello", [], "", {}, "Student", "127.0.0.1")
+    drawn = [content_text(u[0][-1]["content"]) for u in turn]  # read as drawn: the page mutates its history
+    assert drawn[1] == "word0"  # the first words are not held back
+    assert drawn[-1] == words and len(drawn) < 20  # 200 tokens, far fewer redraws
