@@ -12,6 +12,8 @@ newly admitted prompt) in a single batch.
   new request's chat is restored when one exists.
 - **Queueing.** Requests beyond the slots wait in arrival order; each waiting request is told its place in
   line whenever it changes (`Queued`), so the chat can say "2 chats ahead of you". Nothing is refused.
+- **Confidence.** Each piece of text is a `TokenText`: a str that also carries its tokens' log-probability and
+  entropy, for routers that judge a draft by how sure the student was.
 - **Sampling** is llama.cpp's own sampler chain (repeat penalty over the reply so far, then greedy), as
   `Llama.create_completion` builds it for temperature 0, so replies match the single-chat path token for
   token.
@@ -29,6 +31,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Iterator
 
+import numpy as np
+
 from assistant.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -44,6 +48,24 @@ class Queued:
     """A request is waiting for a slot: every slot is busy and `ahead` other requests are in line before it."""
 
     ahead: int
+
+
+class TokenText(str):
+    """A piece of the reply (it is a str, so every caller can treat it as one) that also says how sure the model
+    was: the summed log-probability of its tokens, their mean entropy (nats) and how many tokens it holds.
+    Routers read these from a held-back draft (low confidence: the teacher should answer)."""
+
+    logprob: float = 0.0
+    entropy: float = 0.0
+    tokens: int = 0
+
+    @classmethod
+    def of(cls, text: str, scores: list[tuple[float, float]]) -> "TokenText":
+        piece = cls(text)
+        piece.logprob = sum(lp for lp, _ in scores)
+        piece.entropy = sum(e for _, e in scores) / len(scores) if scores else 0.0
+        piece.tokens = len(scores)
+        return piece
 
 
 @dataclass
@@ -69,6 +91,7 @@ class _Request:
     prefilled: int = 0
     sampler: object = None
     text: "_StreamText | None" = None
+    scores: list = field(default_factory=list)  # (log-probability, entropy) of tokens not yet sent as text
     told: int | None = None  # the place in line last reported
 
 
@@ -372,18 +395,30 @@ class BatchEngine:
 
     def _sample(self, request: _Request, index: int) -> None:
         lc = self._llama_cpp
+        logprob, entropy = self._confidence(index)  # before sampling: the model's own distribution, no penalty
         token = lc.llama_sampler_sample(request.sampler.sampler, self.ctx.ctx, index)
+        chosen = logprob[token]
         if lc.llama_vocab_is_eog(self.model.vocab, token):
             return self._finish(request, "stop")
         request.generated += 1
+        request.scores.append((float(chosen), entropy))
         text, stopped = request.text.feed(self.model.detokenize([token], special=False))
         if text:
-            request.out.put(("item", text))
+            request.out.put(("item", TokenText.of(text, request.scores)))
+            request.scores = []
         if stopped:
             return self._finish(request, "stop")
         if request.generated >= request.max_tokens:
             return self._finish(request, "length")
         request.next_token = token
+
+    def _confidence(self, index: int) -> tuple:
+        """(log-probabilities of every token, entropy in nats) of the distribution at batch position `index`."""
+        logits = np.ctypeslib.as_array(self._llama_cpp.llama_get_logits_ith(self.ctx.ctx, index),
+                                       shape=(self.model.n_vocab(),)).astype(np.float64)
+        shifted = logits - logits.max()
+        logprob = shifted - np.log(np.exp(shifted).sum())
+        return logprob, float(-(np.exp(logprob) * logprob).sum())
 
     def _finish(self, request: _Request, reason: str = "stop", error: Exception | None = None) -> None:
         if error is not None:

@@ -124,3 +124,17 @@ def test_a_closed_stream_frees_its_slot_and_a_failed_decode_fails_only_its_reque
         assert run(engine, tokens(llm, "Hi again"))[2].output_tokens > 0
     finally:
         engine.close()
+
+
+def test_each_piece_of_text_says_how_sure_the_model_was(llm):
+    from assistant.models.engine import TokenText
+
+    engine = BatchEngine(llm, slots=1, n_ctx=512, n_threads=0)
+    try:
+        pieces = [p for p in engine.generate(tokens(llm, "What is 2 + 2?"), max_tokens=8) if isinstance(p, str)]
+    finally:
+        engine.close()
+    assert pieces and all(isinstance(p, TokenText) for p in pieces)
+    assert all(p.logprob <= 0 and p.entropy >= 0 and p.tokens >= 1 for p in pieces)
+    assert sum(p.tokens for p in pieces) <= 8 and "".join(pieces)  # still plain text to every caller
+    assert len({round(p.logprob, 3) for p in pieces}) > 1  # measured per token, not a constant
