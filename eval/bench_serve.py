@@ -9,10 +9,14 @@ student's own earlier replies, as in a real chat:
 - **raw**: llama-cpp-python's `create_completion` on the exact token prompt the app builds for that turn (the
   grounded layout, windowed and tokenized by the student), in one plain `Llama`: the ceiling.
 - **app**: what the chat calls, `chat.respond` in Student mode: retrieval and grounding, the routing decision,
-  the batched engine, logging. Time to first token is counted from the message's arrival.
+  the batched engine, logging. Time to first token is counted from the message's arrival. **app, Auto**: the
+  same in Auto mode (what public visitors get), the student's turns only: their first text is shown after the
+  router has judged the held-back draft (router.DRAFT_TOKENS).
 - **served N**: `assistant serve` in a subprocess, driven through its HTTP API with gradio_client by N sessions
   at once on loopback, each a customer playing conversations for `--seconds`; time to first token is the first
-  reply text the client receives (a place-in-line notice is not a reply).
+  reply text the client receives (a place-in-line notice is not a reply). gradio_client polls its incoming
+  messages every 50 ms (gradio_client/utils.py), which a browser does not, so each level also prints the same
+  turns as the server logged them ("as logged": from the message's arrival to the first / last text sent).
 
 Printed per arm: tokens/s (generated tokens over generation time, all turns), time to first token and reply
 time p50 / p95 on turns 3+ (and all turns), replies per hour, errors; then app/raw ratios, the cost of retrieval
@@ -154,16 +158,19 @@ def _raw_reply(llm, tokens, stop, max_tokens, repeat_penalty, turn) -> tuple[str
 
 # ---- arm 2: the app's own student path ---------------------------------------------------------------------
 
-def app_arm(services, conversations: list[list[dict]], tag: str) -> list[Reply]:
+def app_arm(services, conversations: list[list[dict]], tag: str, mode: str = "Student") -> list[Reply]:
+    """The chat's own path, turn by turn. In Auto, turns the router gave the teacher are left out (their reply
+    continues the history) and the student's are timed as the customer sees them: after the held-back draft."""
     out = []
     for i, conversation in enumerate(conversations):
         history = []
         for turn, message in enumerate(customer_turns(conversation), 1):
             history.append({"role": "user", "content": message})
-            exchange = next(e.exchange for e in respond(services, history, "Student", f"{tag}-{i}", turn - 1)
+            exchange = next(e.exchange for e in respond(services, history, mode, f"{tag}-{i}", turn - 1)
                             if e.kind == "done")
-            out.append(Reply(turn, exchange["ttft_ms"], exchange["latency_ms"], exchange["output_tokens"] or 0,
-                             exchange["input_tokens"] or 0))
+            if exchange["routed_to"] == "student":
+                out.append(Reply(turn, exchange["ttft_ms"], exchange["latency_ms"], exchange["output_tokens"] or 0,
+                                 exchange["input_tokens"] or 0))
             history.append({"role": "assistant", "content": exchange["reply"]})
     return out
 
@@ -239,6 +246,17 @@ def served_arm(url: str, conversations: list[list[dict]], sessions: int, seconds
     return out, time.perf_counter() - start
 
 
+def logged_since(db: Path, after_id: int) -> tuple[list[Reply], int]:
+    """The exchanges the served app logged after `after_id`, as the server timed them (from the message's arrival
+    in the handler to the first / last text it sent): the app's own figures, free of the client's polling."""
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT id, turn_index, ttft_ms, latency_ms, output_tokens, input_tokens FROM exchanges "
+                        "WHERE id > ? AND routed_to = 'student' ORDER BY id", [after_id]).fetchall()
+    last = conn.execute("SELECT coalesce(max(id), 0) FROM exchanges").fetchone()[0]
+    conn.close()
+    return [Reply(r[1] + 1, r[2], r[3], r[4] or 0, r[5] or 0) for r in rows], last
+
+
 def peak_rss_mb(pid: int) -> float | None:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
@@ -312,7 +330,9 @@ def _in_process(services, conversations) -> dict:
     app_arm(services, conversations[:1], "warmup")  # load and warm everything once
     raw = raw_arm(services.student, services.retriever, conversations, services.settings.max_new_tokens)
     app = app_arm(services, conversations, "bench-app")
-    return {"raw": raw, "app": app, "retrieval": retrieval_ms(services, conversations), "logging": logging_ms(services)}
+    auto = app_arm(services, conversations, "bench-auto", "Auto")
+    return {"raw": raw, "app": app, "auto": auto, "retrieval": retrieval_ms(services, conversations),
+            "logging": logging_ms(services)}
 
 
 def _served(args, settings, services, row, conversations) -> dict:
@@ -327,9 +347,11 @@ def _served(args, settings, services, row, conversations) -> dict:
     count = getattr(services.student, "inner", services.student).count_tokens
     with served(settings.home, **env) as app:
         served_arm(app.chat_url, conversations[:1], 1, 0.1, count)  # warm the server's models
+        _, last = logged_since(settings.db_path, 0)
         for n in args.sessions:
             print(f"served: {n} session(s) for {args.seconds:g} s ...", flush=True)
             out[n] = served_arm(app.chat_url, conversations, n, args.seconds, count)
+            out[("server", n)], last = logged_since(settings.db_path, last)
         out["rss_mb"] = peak_rss_mb(app.pid)
         out["kill"] = kill_after_reply(app, settings.db_path)
     return out
@@ -345,9 +367,11 @@ def _report(args, services, source, conversations, results, served_rows) -> None
     raw, app = summary(results["raw"]), summary(results["app"])
     print(_row("raw", raw))
     print(_row("app", app))
+    print(_row("app, Auto", summary(results["auto"])))
     levels = {n: summary(*served_rows[n]) for n in args.sessions if n in served_rows}
     for n, s in levels.items():
         print(_row(f"served x{n}", s))
+        print(_row("  as logged", summary(served_rows[("server", n)])))
     ratio = lambda a, b: f"{a / b:.2f}x" if a and b else "-"  # noqa: E731
     print(f"\napp / raw tokens/s: {ratio(app['tokens_per_s'], raw['tokens_per_s'])}; TTFT p50 turns 3+: app "
           f"{app['ttft_p50']:.0f} ms, raw {raw['ttft_p50']:.0f} ms")

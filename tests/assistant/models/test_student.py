@@ -117,3 +117,25 @@ def test_after_a_reply_the_next_turn_only_embeds_its_new_message():
     model.passes.clear()
     student.complete(history + [{"role": "assistant", "content": reply}, {"role": "user", "content": "It still fails"}])
     assert model.passes[0] == ["It still fails"], model.passes
+
+
+def test_training_and_serving_read_byte_identical_prompts(student, smol_tokenizer, fake_embedder):
+    """The same conversation state, rendered by training (the HF tokenizer's chat template) and by serving (the
+    GGUF's template in llama.cpp): the same text and the same token ids, messy text and grounding included."""
+    from assistant.grounding import fit_window, prompt_budget, student_layout
+    from distill.train.data import _render
+
+    r = small_retriever(fake_embedder)
+    conversation = [
+        {"role": "user", "content": "Hi!! I forgot my password 😩 — order NH-4821937, <b>urgent</b>\n\nthx"},
+        {"role": "assistant", "content": "Tap *Forgot password* on the sign-in screen."},
+        {"role": "user", "content": "still nothing…   Settings > Devices shows “offline”"},
+    ]
+    layout = student_layout(conversation, r)
+    assert any("<reference>" in m["content"] for m in layout if m["role"] == "user")
+    served, _ = student.prompt_tokens(layout)
+    window = fit_window(layout, student.count_tokens, prompt_budget(student.n_ctx, student.max_tokens))
+    trained = _render(smol_tokenizer, window, add_generation_prompt=True)
+    assert served == trained
+    text = smol_tokenizer.apply_chat_template(window, tokenize=False, add_generation_prompt=True)
+    assert student._llm.detokenize(served, special=True).decode("utf-8") == text
