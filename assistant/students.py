@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 from assistant.errors import InputError, ModelError
+from assistant.grounding import budget_of
 from assistant.models import GroundedStudent, LlamaStudent
 from assistant.store import Store
 
@@ -41,7 +42,7 @@ def student_for(row: dict | None, settings, retriever=None, max_tokens: int | No
     """The ChatModel for a registered version (None: the configured base).
 
     A version trained retrieval-augmented is served the way it was trained: with KB passages and similar
-    cases in its prompt, so it needs the retriever.
+    cases in its prompt, as much as its recorded grounding budget says, so it needs the retriever.
     """
     options = dict(n_ctx=settings.student_context, n_threads=settings.student_threads,
                    max_tokens=max_tokens or settings.max_new_tokens, slots=settings.student_slots,
@@ -54,7 +55,7 @@ def student_for(row: dict | None, settings, retriever=None, max_tokens: int | No
     if retrieval_augmented(row):
         if retriever is None:
             raise ModelError(f"{row['version']} was trained retrieval-augmented and needs the KB and case retrieval to serve")
-        model = GroundedStudent(model, retriever)
+        model = GroundedStudent(model, retriever, budget_of(json.loads(row.get("config") or "{}")))
     return model
 
 

@@ -171,7 +171,7 @@ def _build_version(store: Store, settings, result: TrainResult, config: TrainCon
             export_model = PeftModel.from_pretrained(load_base(base, settings.cache_dir)[0], str(result.adapter_dir))
         gguf_path = export_gguf(export_model, Path(base), tmp / "model.gguf", gguf_type, name=version)
         log(f"exported {gguf_type.upper()} GGUF: {gguf_path.stat().st_size / 1e6:.0f} MB")
-    info = {"version": version, "created_at": now(), "config": asdict(config),
+    info = {"version": version, "created_at": now(), "config": version_config(config),
             "dataset": {"version": manifest["version"], "content_hash": manifest["content_hash"],
                         "teacher": manifest["teacher"]},
             "base": base_identity(base), "metrics": result.metrics,
@@ -181,6 +181,14 @@ def _build_version(store: Store, settings, result: TrainResult, config: TrainCon
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     return version, final, info
+
+
+def version_config(config: TrainConfig) -> dict:
+    """What a version records of how it was trained: the config, and the grounding budget its prompts carried
+    (serving gives it the same, `assistant.grounding.budget_of`)."""
+    from assistant.grounding import DEFAULT_BUDGET
+
+    return {**asdict(config), **({"grounding": asdict(DEFAULT_BUDGET)} if config.retrieval_augmented else {})}
 
 
 def _register(store: Store, settings, final: Path, info: dict, gguf_type: str, config: TrainConfig,
@@ -193,7 +201,7 @@ def _register(store: Store, settings, final: Path, info: dict, gguf_type: str, c
             "dataset_version": info["dataset"]["version"],
             "path": str(final), "gguf_path": str(gguf_final) if gguf_final else None, "gguf_type": gguf_type,
             "gguf_bytes": gguf_final.stat().st_size if gguf_final else None,
-            "config": json.dumps(asdict(config)), "metrics": json.dumps(info["metrics"], default=str),
+            "config": json.dumps(version_config(config)), "metrics": json.dumps(info["metrics"], default=str),
             "evaluation": json.dumps(evaluation), "status": "candidate", "created_at": now()})
 
 
@@ -244,7 +252,7 @@ def train_student(store: Store, settings, *, dataset_version: str | None = None,
     evaluation, current = {}, None
     if promote:
         # both compared on validation turns whose own conversations their retrieval cannot see
-        candidate = students.student_for({"version": version, "gguf_path": str(gguf_final), "config": json.dumps(asdict(config))},
+        candidate = students.student_for({"version": version, "gguf_path": str(gguf_final), "config": json.dumps(version_config(config))},
                                          settings, held_out)
         current = students.serving_student(store, settings, held_out)
         evaluation = (evaluate or quick_evaluate)(candidate, current, list(dd["validation"]), eval_limit)

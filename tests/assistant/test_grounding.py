@@ -1,7 +1,7 @@
 """The student's layout: grounding inline and append-only, shown once, inert, and windowed the same way for
 training and serving."""
 
-from assistant.grounding import (escape_data, fit_window, grounded_turns, render_case, student_layout,
+from assistant.grounding import (Budget, escape_data, fit_window, grounded_turns, render_case, student_layout,
                                  window_starts)
 from assistant.retrieval import CaseBase, KnowledgeBase, Retriever
 
@@ -64,7 +64,9 @@ def test_a_recurring_macro_is_shown_once(fake_embedder):
         for i in range(4)]
     convs.append({"id": 9, "resolution": "resolved", "csat": 5, "messages": [
         {"role": "user", "content": "I forgot my password again"}, {"role": "assistant", "content": "Try the app's reset."}]})
-    layout = student_layout([{"role": "user", "content": "I forgot my password"}], retriever(fake_embedder, convs))
+    two_replies = Budget(kb=1, cases=2)  # room for a second reply: the macro's copies must not take it
+    layout = student_layout([{"role": "user", "content": "I forgot my password"}], retriever(fake_embedder, convs),
+                            budget=two_replies)
     assert layout[-1]["content"].count("24 hours") == 1 and "Try the app's reset." in layout[-1]["content"]
 
 

@@ -69,6 +69,7 @@ def test_promotion_refuses_a_worse_model_unless_forced_and_rollback_returns(env,
 def test_retrieval_augmented_version_trains_on_held_out_grounding_and_serves_with_it(env, settings, monkeypatch):
     import distill.pipeline as pipeline
     from assistant.errors import ModelError
+    from assistant.grounding import DEFAULT_BUDGET, FIRST_BUDGET
     from assistant.models import GroundedStudent
     from distill.dataset import load_dataset
 
@@ -90,6 +91,10 @@ def test_retrieval_augmented_version_trains_on_held_out_grounding_and_serves_wit
     services._checked_at = 0
     student = services.current_student()
     assert isinstance(student, GroundedStudent) and student.version == out.version
+    assert student.budget == DEFAULT_BUDGET  # served the grounding it was trained with, as recorded
+    row = students.serving(services.store)
+    assert students.student_for(dict(row, config=json.dumps({"retrieval_augmented": True})), settings,
+                                services.retriever).budget == FIRST_BUDGET  # recorded before budgets were
     assert student.retriever is services.retriever
     services.reload_retrieval()  # after an import: the grounded student retrieves from the new data at once
     assert student.retriever is services.retriever and services.teacher.retriever is services.retriever
