@@ -1,12 +1,13 @@
 """The served student at each GGUF quantisation: speed, memory and gold-fact accuracy, to choose the export default.
 
-    python -m eval.bench_quant [--student VERSION] [--types q8_0,q4_1,q4_0] [--conversations 12]
+    python -m eval.bench_quant [--student VERSION] [--types q8_0,q4_0] [--conversations 12] [--no-accuracy]
 
 The student version's adapter is merged into its base once and written at every type (`distill.export`; files
 cached in $ASSISTANT_HOME/cache, the version's own GGUF used for its own type). For each type, in one run:
 
 - file size, and the memory the process gains loading it and serving one reply (weights as mapped, the KV
-  cache of every slot, llama.cpp's buffers);
+  cache of every slot, llama.cpp's buffers): run one type per process (--types q4_0) for a clean figure, since
+  a second model in the same process shares what the first already mapped;
 - raw llama.cpp on the app's prompts (`eval.bench_serve.raw_arm`): generated tokens/s, time to first token
   p50 on turns 3+ of the held-out multi-turn conversations;
 - gold-fact accuracy on the labelled test turns, served as the chat serves it (`eval.bench_grounding`).
@@ -15,11 +16,13 @@ cached in $ASSISTANT_HOME/cache, the version's own GGUF used for its own type). 
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import replace
 from pathlib import Path
 
 from assistant import students
-from assistant.models import GroundedStudent, LlamaStudent
+from assistant.grounding import Budget, budget_of
+from assistant.models import FakeModel, GroundedStudent, LlamaStudent
 from assistant.settings import Settings
 from distill.sample import open_services
 from eval.bench_grounding import gold_turns, served_accuracy
@@ -51,27 +54,30 @@ def variants(settings, row: dict, types: list[str]) -> dict[str, Path]:
     return {t: paths[t] for t in types}
 
 
-def measure(services, settings, path: Path, conversations, turns) -> dict:
+def measure(services, settings, path: Path, budget: Budget, conversations, turns, accuracy: bool = True) -> dict:
     before = rss_mb()
     inner = LlamaStudent(path, name=path.stem, n_ctx=settings.student_context, n_threads=settings.student_threads,
                          max_tokens=settings.max_new_tokens, slots=settings.student_slots,
                          saved_mb=settings.student_state_cache_mb)
-    model = GroundedStudent(inner, services.retriever)
+    model = GroundedStudent(inner, services.retriever, budget)
     model.complete(turns[0]["history"])
     memory = rss_mb() - before
     speed = summary(raw_arm(model, services.retriever, conversations, settings.max_new_tokens))
-    accuracy = served_accuracy(model, turns, settings.max_new_tokens)
-    return {"file_mb": path.stat().st_size / 1e6, "memory_mb": memory, **speed, **accuracy}
+    scores = (served_accuracy(model, turns, settings.max_new_tokens) if accuracy
+              else {"accuracy": float("nan"), "low": float("nan"), "high": float("nan")})
+    return {"file_mb": path.stat().st_size / 1e6, "memory_mb": memory, **speed, **scores}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--student", help="model version (default: the serving one)")
-    parser.add_argument("--types", default="q8_0,q4_1,q4_0")
+    parser.add_argument("--types", default="q8_0,q4_0", help="GGUF types (distill.export.TYPES)")
     parser.add_argument("--conversations", type=int, default=12)
+    parser.add_argument("--no-accuracy", action="store_true", help="speed and memory only")
     args = parser.parse_args(argv)
     settings = replace(Settings.from_env(), seed_sample=False)
-    services = open_services(settings)
+    # nothing loaded before the variants (the serving student would be): memory is measured per variant
+    services = open_services(settings, student=FakeModel())
     row = students.resolve(services.store, args.student)
     if row is None or not students.retrieval_augmented(row):
         raise SystemExit("needs a retrieval-augmented student version with its adapter (assistant train)")
@@ -83,7 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'type':8}{'file MB':>9}{'memory MB':>11}{'tok/s':>8}{'TTFT p50':>10}{'reply p50':>11}{'accuracy':>10}"
           f"{'95% interval':>16}")
     for qtype, path in paths.items():
-        r = measure(services, settings, path, conversations, turns)
+        r = measure(services, settings, path, budget_of(json.loads(row.get("config") or "{}")), conversations, turns,
+                    accuracy=not args.no_accuracy)
         print(f"{qtype:8}{r['file_mb']:>9.0f}{r['memory_mb']:>11.0f}{r['tokens_per_s']:>8.1f}{r['ttft_p50']:>10.0f}"
               f"{r['reply_p50']:>11.0f}{r['accuracy']:>10.1%}{'':>4}{r['low']:.1%}-{r['high']:.1%}", flush=True)
 

@@ -357,7 +357,7 @@ def train_cmd(
                                              help=_train_help("retrieval_augmented")),
     load_in_4bit: bool = typer.Option(_train_default("load_in_4bit"), "--load-in-4bit", help=_train_help("load_in_4bit")),
     loss: str = typer.Option(_train_default("loss"), help=_train_help("loss")),
-    export_type: str = typer.Option(None, help="GGUF type for serving: q8_0, f16, q4_0 or q4_1 (default: distill.export.DEFAULT_TYPE, see README); none registers the adapter only (non-GGUF bases)."),
+    export_type: str = typer.Option(None, help="GGUF type for serving: q8_0 (default, see README), f16 or q4_0; none registers the adapter only (non-GGUF bases)."),
     eval_limit: int = typer.Option(40, help="Validation turns in the promotion check."),
     promote: bool = typer.Option(True, "--promote/--no-promote", help="Compare with the serving student and promote if better."),
     force: bool = typer.Option(False, help="Promote even if the quick evaluation is not better."),
