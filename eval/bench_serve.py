@@ -182,8 +182,10 @@ def retrieval_ms(services, conversations: list[list[dict]]) -> list[float]:
     from assistant.retrieval import Embedder, Retriever
 
     shared = services.retriever
-    fresh = Embedder(None, model=getattr(shared.kb.embedder, "model", None)) if hasattr(shared.kb.embedder, "model") \
-        else shared.kb.embedder
+    fresh = shared.kb.embedder
+    if isinstance(fresh, Embedder):  # the same model and query encoder, nothing cached (and nothing saved)
+        fresh = Embedder(None, model=shared.kb.embedder.model)
+        fresh._queries = shared.kb.embedder._query_encoder() or False
     kb, cases = shared.kb, shared.cases
     saved = kb.embedder, cases.embedder
     kb.embedder = cases.embedder = fresh
