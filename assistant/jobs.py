@@ -61,7 +61,7 @@ class JobRunner:
         except Exception as exc:  # every failure ends the job visibly; a traceback goes to the log file only
             cancelled = self._cancel.is_set() or isinstance(exc, Cancelled)
             status = "cancelled" if cancelled else "failed"
-            error = "cancelled by the user; nothing was registered" if cancelled else str(exc)
+            error = "cancelled by the user; nothing was registered" if cancelled else _plain(exc)
             result_json = "{}"
             if not cancelled and not isinstance(exc, AssistantError):
                 log.error("job %s failed:\n%s", job_id, traceback.format_exc())
@@ -81,3 +81,13 @@ class JobRunner:
     def wait(self, timeout: float | None = None) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
+
+
+def _plain(exc: Exception) -> str:
+    """What the console shows for a failed job: for an optional package a serving-only install lacks, the one line
+    saying which extra to install (the Retrain and Report tabs need [train] / [eval])."""
+    if isinstance(exc, ModuleNotFoundError):
+        from assistant.settings import missing_extra
+
+        return missing_extra(exc) or str(exc)
+    return str(exc)

@@ -38,3 +38,15 @@ def test_a_job_left_running_by_a_dead_process_is_marked_interrupted(tmp_path):
     store.db["jobs"].insert({"kind": "retrain", "status": "running", "progress": "{}", "log": ""})
     JobRunner(store)  # a new process starts
     assert store.db["jobs"].get(1)["status"] == "interrupted"
+
+
+def test_a_job_needing_an_extra_the_install_lacks_says_which_to_install(tmp_path):
+    runner = JobRunner(Store(tmp_path / "a.db"))
+
+    def work(log, progress, should_stop):
+        raise ModuleNotFoundError("No module named 'peft'", name="peft")
+
+    runner.start("retrain", work)
+    runner.wait(5)
+    job = runner.latest()
+    assert job["status"] == "failed" and "support-assistant[train]" in job["error"]
