@@ -8,19 +8,25 @@ exchange row.
 `converse()` is the chat UI's entry: one new message in a session whose history lives on the server
 (rebuilt from the logged exchanges), so nothing a client sends back reaches the model as context.
 
-Modes: "Student" and "Teacher" force a model; "Auto" asks the router (`assistant.router.auto_route`). In
-Auto the student's first tokens are held back briefly (DRAFT_TOKENS) so the router can look at the draft:
-an empty, evasive or looping opening goes to the teacher before the customer sees it. With an online
-experiment configured, the session's arm picks the mode (`assistant.experiments`).
+Modes: "Student" and "Teacher" force a model; "Auto" asks the router (`assistant.router.auto_route`): the
+one the settings name, or another picked in the chat's Auto options, at the threshold its calibration or a
+chosen teacher share gives (`services.threshold`). In Auto the student's first tokens are held back briefly
+(DRAFT_TOKENS) so the router can judge the draft (its words and, from llama.cpp, its token probabilities):
+a draft the router doubts goes to the teacher before the customer sees it. That is a cascade: the draft's
+time is inside the exchange's latency and its compute cost is added to the teacher's (`draft_ms`,
+`draft_cost`). Every exchange records the router and its version, the tier that answered and the signals
+read. With an online experiment configured, the session's arm picks the mode (`assistant.experiments`).
 
 Bounded waits: the teacher has `settings.chat_teacher_deadline` seconds (all its retries included) to
 start answering, and as long again between two pieces of its reply (`bounded_stream`); past it the
-student answers and the customer sees a notice. Past the daily teacher budget (`assistant.spend`) the
-student answers too, with its own notice, and no shadow answer is asked for.
+student answers and the customer sees a notice. Past the daily teacher budget (`assistant.spend`) or the
+teacher's calls per minute (`assistant.limits.TeacherCallLimit`) the student answers too, with its own
+notice and the reason in `route_reason`; past the budget no shadow answer is asked for.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -28,12 +34,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
-from assistant import spend
+from assistant import limits, spend
 from assistant.errors import TeacherUnavailable
 from assistant.experiments import experiment_mode, shadow, should_shadow
 from assistant.models import ChatModel, Completion, Queued
-from assistant.pricing import reply_cost
-from assistant.router import DRAFT_TOKENS, RouteDecision, route_draft
+from assistant.pricing import call_cost, reply_cost
+from assistant.router import DRAFT_TOKENS, Draft, RouteDecision, route_draft
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +131,12 @@ class _Turn:
     session_id: str
     turn_index: int
     experiment_arm: str | None
+    router: str = "user"  # who decided: a router's name in Auto, "user" when a mode was forced
+    router_version: str = ""
+    threshold: float | None = None
     start: float = field(default_factory=time.perf_counter)
+    draft_ms: float | None = None  # a cascade: the student's held-back draft, spent before the teacher answered
+    draft_cost: float | None = None
     target: str = "student"  # "student" or "teacher"
     decision: RouteDecision | None = None
     completion: Completion | None = None
@@ -148,8 +159,11 @@ class _Turn:
         return None
 
 
-def respond(services, messages: Sequence[dict], mode: str = "Auto", session_id: str = "", turn_index: int = 0) -> Iterator[ChatEvent]:
-    """Answer the last message of `messages`: route it, stream the reply as events, log the exchange."""
+def respond(services, messages: Sequence[dict], mode: str = "Auto", session_id: str = "", turn_index: int = 0,
+            router: str | None = None, teacher_share: float | None = None) -> Iterator[ChatEvent]:
+    """Answer the last message of `messages`: route it, stream the reply as events, log the exchange.
+
+    `router` and `teacher_share` are Auto's options (default: the settings' router at its threshold)."""
     mode, experiment_arm = experiment_mode(services.settings, session_id, mode)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -157,11 +171,11 @@ def respond(services, messages: Sequence[dict], mode: str = "Auto", session_id: 
                  experiment_arm)
     student = services.current_student()
     if mode == "Auto":
-        yield from _auto(services, student, turn)
+        yield from _auto(services, student, turn, services.router_for(router), teacher_share)
     else:
         turn.target = mode.lower()
         turn.decision = RouteDecision(1.0 if mode == "Teacher" else 0.0, f"{mode} picked by the user")
-        _within_budget(services, turn)
+        _within_limits(services, turn)
     if turn.completion is None and turn.target == "teacher":
         yield from _teacher_or_fallback(services, turn)
     model: ChatModel = services.teacher if turn.target == "teacher" else student
@@ -171,21 +185,32 @@ def respond(services, messages: Sequence[dict], mode: str = "Auto", session_id: 
     yield ChatEvent("done", exchange=exchange)
 
 
-def _within_budget(services, turn: _Turn) -> None:
-    """Past today's teacher budget the student answers, with a notice, wherever the route said to go."""
-    if turn.target == "teacher" and spend.budget_reached(services.store, services.settings):
-        turn.target, turn.notice = "student", spend.NOTICE
-        turn.decision = RouteDecision(turn.decision.score, f"{turn.decision.reason}; {spend.REACHED}, so the student answers")
+def _within_limits(services, turn: _Turn) -> None:
+    """Past today's teacher budget, or the teacher's calls per minute, the student answers, with a notice and
+    the reason recorded, wherever the route said to go."""
+    if turn.target != "teacher":
+        return
+    if spend.budget_reached(services.store, services.settings):
+        reached, turn.notice = spend.REACHED, spend.NOTICE
+    elif not services.teacher_calls.allow():
+        reached, turn.notice = limits.TEACHER_LIMIT_REACHED, limits.TEACHER_LIMIT_NOTICE
+    else:
+        return
+    d = turn.decision
+    turn.target = "student"
+    turn.decision = RouteDecision(d.score, f"{d.reason}; {reached}, so the student answers", d.stage, d.features)
 
 
-def _auto(services, student: ChatModel, turn: _Turn) -> Iterator[ChatEvent]:
+def _auto(services, student: ChatModel, turn: _Turn, router, teacher_share: float | None) -> Iterator[ChatEvent]:
     """Auto mode: the router decides; when the question alone does not send it to the teacher, the opening of
     the student's reply (DRAFT_TOKENS) is held back, judged too, and shown only if the student keeps the turn."""
     settings = services.settings
-    before = services.router.score(turn.messages)
-    if before.to_teacher(settings.router_threshold):
+    turn.router, turn.router_version = router.name, getattr(router, "version", "")
+    threshold = turn.threshold = services.threshold(router, teacher_share)
+    before = router.score(turn.messages)
+    if before.to_teacher(threshold):
         turn.target, turn.decision = "teacher", before
-        _within_budget(services, turn)
+        _within_limits(services, turn)
         return
     stream = student.stream(turn.messages, settings.max_new_tokens, waits=True)
     held: list[str] = []
@@ -199,16 +224,24 @@ def _auto(services, student: ChatModel, turn: _Turn) -> Iterator[ChatEvent]:
         held.append(item)
         if len(held) >= DRAFT_TOKENS:
             break
-    turn.target, turn.decision = route_draft(services.router, turn.messages, settings.router_threshold, before,
-                                             "".join(held))
-    _within_budget(services, turn)
+    turn.target, turn.decision = route_draft(router, turn.messages, threshold, before, Draft.join(held))
+    _within_limits(services, turn)
     if turn.target == "teacher":
         stream.close()  # frees the student's slot for the next chat
+        _count_draft(services, student, turn, len(held))
         turn.completion = None
         return
     yield from turn.relay(held)
     if turn.completion is None:
         turn.completion = yield from turn.relay(stream)
+
+
+def _count_draft(services, student: ChatModel, turn: _Turn, pieces: int) -> None:
+    """The cascade's spent draft: its time (already inside the exchange's latency, kept apart to show it) and its
+    cost, which the exchange adds to the teacher's."""
+    turn.draft_ms = round((time.perf_counter() - turn.start) * 1000, 1)
+    turn.draft_cost = call_cost(local=student.local, model=student.name, settings=services.settings,
+                                seconds=turn.draft_ms / 1000, input_tokens=None, output_tokens=pieces)
 
 
 def _waiting(item: Queued) -> ChatEvent:
@@ -252,22 +285,34 @@ def _log_exchange(services, turn: _Turn, model: ChatModel) -> dict:
         "latency_ms": round((end - turn.start) * 1000, 1),
         "input_tokens": completion.input_tokens,
         "output_tokens": completion.output_tokens,
-        "cost": reply_cost(model, completion, settings),
+        "cost": _plus(reply_cost(model, completion, settings), turn.draft_cost),
         "error": turn.error,
         "notice": turn.notice,
         "experiment_arm": turn.experiment_arm,
+        "router": turn.router,
+        "router_version": turn.router_version,
+        "tier": turn.target,
+        "draft_ms": turn.draft_ms,
+        "draft_cost": turn.draft_cost,
+        "route_features": json.dumps(turn.decision.features) if turn.decision.features else None,
     }
     exchange["id"] = services.store.log_exchange(exchange)
     if turn.target == "student" and settings.shadow_rate and not spend.budget_reached(services.store, settings):
         if should_shadow(exchange["id"], settings.shadow_rate):
             shadow(services.store, services.teacher, exchange["id"], turn.messages, settings)
     exchange["model_description"] = model.description
+    exchange["threshold"] = turn.threshold
     exchange["tokens_per_s"] = completion.tokens_per_s if model.generates else None
     exchange["source"] = completion.extra
     return exchange
 
 
-def converse(services, session_id: str, message: str, mode: str = "Auto") -> Iterator[ChatEvent]:
+def _plus(cost: float | None, draft_cost: float | None) -> float | None:
+    return cost if not draft_cost or cost is None else round(cost + draft_cost, 8)
+
+
+def converse(services, session_id: str, message: str, mode: str = "Auto", router: str | None = None,
+             teacher_share: float | None = None) -> Iterator[ChatEvent]:
     """One customer message in a chat session kept on the server: what the chat UI calls.
 
     The model sees the session's history rebuilt from the exchanges this server logged
@@ -278,7 +323,8 @@ def converse(services, session_id: str, message: str, mode: str = "Auto") -> Ite
         raise ValueError("a conversation needs a session id")
     history = services.store.session_history(session_id)
     messages = history + [{"role": "user", "content": message}]
-    yield from respond(services, messages, mode, session_id, turn_index=len(history) // 2)
+    yield from respond(services, messages, mode, session_id, turn_index=len(history) // 2, router=router,
+                       teacher_share=teacher_share)
 
 
 def reply(services, messages: Sequence[dict], mode: str = "Auto", session_id: str = "", turn_index: int = 0) -> dict:

@@ -36,3 +36,21 @@ class RateLimiter:
                 for key in [k for k, h in self._hits.items() if not h or h[-1] <= now - self.window]:
                     del self._hits[key]
             return 0.0
+
+
+TEACHER_LIMIT_REACHED = "teacher calls per minute reached"
+TEACHER_LIMIT_NOTICE = "The teacher model is busy with other chats right now, so the student model answered."
+
+
+class TeacherCallLimit:
+    """The teacher's chat replies per minute across every session (settings.teacher_calls_per_minute; 0 = none):
+    a burst of hard questions, or one client scripting them, cannot run up the teacher's bill faster than this.
+    Past it the chat answers with the student and says so (`chat._within_limits`)."""
+
+    def __init__(self, per_minute: int, clock=time.monotonic):
+        self.per_minute = per_minute
+        self._limiter = RateLimiter(clock)
+
+    def allow(self) -> bool:
+        """True, and the call counted, when the teacher may answer one more chat reply now."""
+        return self.per_minute <= 0 or self._limiter.wait_for({"teacher": self.per_minute}) == 0

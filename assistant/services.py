@@ -1,6 +1,8 @@
 """Builds what a running application needs from the settings: store, retrieval, student, teacher, router.
 
-The UI, the CLI and the benchmarks all start here, so they serve the same models the same way.
+The UI, the CLI and the benchmarks all start here, so they serve the same models the same way. Routers are
+built here only (`make_router`, for the chat and the offline A/B alike), by name from assistant.router's
+registry, and `threshold` says where a router's score sends a turn to the teacher.
 On an empty store the sample company (data/sample) is loaded first, so the offline teacher has a
 knowledge base and resolved cases to answer from; turn that off with ASSISTANT_SEED_SAMPLE=false.
 """
@@ -9,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from assistant import students
+from assistant.limits import TeacherCallLimit
 from assistant.models import CaseTeacher, ChatModel, OpenAITeacher
 from assistant.models.teacher import teacher_capabilities
 from assistant.retrieval import Embedder, Retriever, build_retriever, embedder_for
-from assistant.router import Router, RuleRouter
+from assistant.router import ROUTERS, Router, Signals, build_router, calibrate_threshold
 from assistant.settings import Settings
 from assistant.store import Store, open_store
 
@@ -30,8 +33,25 @@ class Services:
     teacher: ChatModel
     router: Router
     follow_registry: bool = False  # swap in a newly promoted (or rolled back) student without a restart
+    teacher_calls: TeacherCallLimit | None = None  # per-minute teacher limit; None: from the settings
     _checked_at: float = 0.0
     _serving_version: str | None = None
+    _routers: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.teacher_calls is None:
+            self.teacher_calls = TeacherCallLimit(self.settings.teacher_calls_per_minute)
+
+    def router_for(self, name: str | None = None) -> Router:
+        """The router called `name` (the chat's Auto options), built once; None or the default's name: `router`."""
+        if not name or name == self.router.name:
+            return self.router
+        if name not in self._routers:
+            self._routers[name] = make_router(self.settings, self.store, self.retriever, name)
+        return self._routers[name]
+
+    def threshold(self, router: Router, teacher_share: float | None = None) -> float:
+        return router_threshold(self.store, self.settings, router, teacher_share)
 
     def current_student(self) -> ChatModel:
         """The student to answer with now; picks up promotions and rollbacks (checked at most once a second)."""
@@ -56,6 +76,9 @@ class Services:
         for model in (self.teacher, self.student):  # the grounded ones: teachers, a retrieval-augmented student
             if hasattr(model, "retriever"):
                 model.retriever = self.retriever
+        for router in [self.router, *self._routers.values()]:
+            if isinstance(getattr(router, "signals", None), Signals):
+                router.signals.retriever = self.retriever
         if isinstance(self.teacher, CaseTeacher):
             self.teacher.version = f"cases-{self.retriever.cases.size}"
 
@@ -92,8 +115,52 @@ def build_services(settings: Settings, *, student: ChatModel | None = None, teac
         retriever=retriever,
         student=student or students.serving_student(store, settings, retriever),  # the promoted version, else the base
         teacher=teacher or make_teacher(settings, retriever, for_chat=True),
-        router=RuleRouter(),
+        router=make_router(settings, store, retriever),
         follow_registry=student is None,
     )
     services.current_student()
     return services
+
+
+def make_router(settings: Settings, store: Store, retriever: Retriever | None, name: str | None = None) -> Router:
+    """The router called `name` (default: settings.router), with the serving learned version for "learned"."""
+    name = name or settings.router
+    return build_router(name, retriever, store.serving_router() if name == "learned" else None)
+
+
+def available_routers(store: Store) -> list[str]:
+    """The routers that can be picked now: every one in the registry, "learned" once a version is trained."""
+    return [name for name in ROUTERS if name != "learned" or store.serving_router() is not None]
+
+
+def router_threshold(store: Store, settings: Settings, router: Router, teacher_share: float | None = None) -> float:
+    """Where `router`'s score sends a turn to the teacher.
+
+    A target teacher share (the chat's slider, else settings.router_teacher_share when above 0) becomes
+    the threshold that sends that share of the router's calibration scores to the teacher (its recent Auto
+    scores from the logs when it was never calibrated). Without a share: the calibrated threshold, else
+    settings.router_threshold."""
+    share = teacher_share if teacher_share is not None else (settings.router_teacher_share or None)
+    version = getattr(router, "version", "")
+    calibration = store.router_calibration(router.name, version)
+    if share is not None:
+        if share <= 0:
+            return calibrate_threshold([], 0.0)  # no turn to the teacher
+        scores = calibration["scores"] if calibration else store.route_scores(router.name, version)
+        if scores:
+            return calibrate_threshold(scores, min(1.0, share))
+    if calibration:
+        return calibration["threshold"]
+    return settings.router_threshold
+
+
+def current_share(store: Store, settings: Settings, router: Router) -> float | None:
+    """The share of turns the router's threshold sends to the teacher, on its calibration scores (else its logged
+    Auto scores); None when there are none to tell (the chat's slider starts there)."""
+    version = getattr(router, "version", "")
+    calibration = store.router_calibration(router.name, version)
+    scores = calibration["scores"] if calibration else store.route_scores(router.name, version)
+    if not scores:
+        return None
+    threshold = router_threshold(store, settings, router)
+    return sum(s >= threshold for s in scores) / len(scores)

@@ -270,6 +270,31 @@ def m011_spend_by_day(db: sqlite_utils.Database) -> None:
     db["shadow_answers"].create_index(["created_at"], if_not_exists=True)
 
 
+@migrations()
+def m012_routing(db: sqlite_utils.Database) -> None:
+    # #14: which router decided each exchange (and its version), the tier that answered, the cascade's spent
+    # student draft (time and cost, already inside latency_ms and cost), and the signals the router read
+    # (JSON), so thumbs on logged exchanges can train the learned router.
+    for column, kind in (("router", str), ("router_version", str), ("tier", str), ("draft_ms", float),
+                         ("draft_cost", float), ("route_features", str)):
+        db["exchanges"].add_column(column, kind)
+    # learned routers, versioned like students: one row is "serving"; `trained_on` names the evaluation runs,
+    # splits and conversations whose outcomes it learned from (an evaluation refuses to score it on them)
+    db["router_versions"].create(
+        {"id": int, "version": str, "kind": str, "model": str, "trained_on": str, "metrics": str, "status": str,
+         "created_at": str},
+        pk="id",
+    )
+    db["router_versions"].create_index(["version"], unique=True)
+    # `assistant router calibrate`: the threshold that sent the target share of validation turns to the
+    # teacher, and the scores themselves, so any other share (the chat's slider) maps to a threshold too
+    db["router_calibrations"].create(
+        {"id": int, "router": str, "router_version": str, "teacher_share": float, "threshold": float,
+         "scores": str, "source": str, "created_at": str},
+        pk="id",
+    )
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -463,6 +488,30 @@ class Store:
     def datasets(self) -> list[dict]:
         """Every dataset version, oldest first."""
         return list(self.db["datasets"].rows_where(order_by="id"))
+
+
+    def router_versions(self) -> list[dict]:
+        """Every trained router version, oldest first."""
+        return list(self.db["router_versions"].rows_where(order_by="id"))
+
+    def serving_router(self) -> dict | None:
+        """The learned router version that serves (its model and training record decoded), None before one."""
+        row = next(self.db["router_versions"].rows_where("status = 'serving'", order_by="id desc", limit=1), None)
+        if row is None:
+            return None
+        return {**row, "model": json.loads(row["model"]), "trained_on": json.loads(row["trained_on"] or "{}")}
+
+    def router_calibration(self, router: str, version: str) -> dict | None:
+        """The newest calibration of a router version (its scores decoded), None when never calibrated."""
+        row = next(self.db["router_calibrations"].rows_where(
+            "router = ? AND router_version = ?", [router, version], order_by="id desc", limit=1), None)
+        return None if row is None else {**row, "scores": json.loads(row["scores"] or "[]")}
+
+    def route_scores(self, router: str, version: str, limit: int = 2000) -> list[float]:
+        """The scores a router version gave the most recent Auto exchanges (for a share without a calibration)."""
+        return [r["route_score"] for r in self.db.query(
+            "SELECT route_score FROM exchanges WHERE route = 'Auto' AND router = ? AND router_version = ? "
+            "AND route_score IS NOT NULL ORDER BY id DESC LIMIT ?", [router, version, limit])]
 
 
 def open_store(settings) -> Store:

@@ -9,7 +9,7 @@ from assistant.chat import converse, respond, reply
 from assistant.errors import ModelError, TeacherUnavailable
 from assistant.models import FakeModel
 from assistant.retrieval import CaseBase, KnowledgeBase, Retriever
-from assistant.router import RuleRouter
+from assistant.router import RouteDecision, RuleRouter
 from assistant.services import Services
 from assistant.store import open_store
 
@@ -309,3 +309,100 @@ def test_the_budget_counts_the_chats_own_teacher_replies(services, settings):
     second = reply(services, [user("b")], "Teacher")
     assert second["routed_to"] == "student" and second["notice"] == spend.NOTICE
     spend._recent.clear()
+
+
+# ---- #14: routers recorded, the cascade's two costs, Auto's options, the per-minute teacher limit -----------
+
+def test_each_exchange_records_the_router_and_its_version(services, settings):
+    services.student.enqueue("Orders ship within one business day.", "Student answer.")
+    auto = reply(services, [user("where is my order")], "Auto")
+    forced = reply(services, [user("hi")], "Student")
+    logged = rows(settings)
+    assert [(r["router"], r["router_version"]) for r in logged] == [("rules", "1"), ("user", "")]
+    assert logged[0]["tier"] == "student" and auto["router"] == "rules" and forced["router"] == "user"
+
+
+def test_auto_uses_the_router_picked_for_the_session(services, settings, fake_embedder):
+    from assistant.router import NoveltyRouter
+
+    novelty = NoveltyRouter(services.retriever)
+    services._routers["novelty"] = novelty
+    services.student.enqueue("Student answer.")
+    ex = reply_with(services, "novelty", None, "where is my order")
+    [row] = rows(settings)
+    assert row["router"] == "novelty" and row["router_version"] == "1" and ex["routed_to"] == "student"
+
+
+def reply_with(services, router, share, text):
+    events = list(converse(services, "s-opt", text, "Auto", router=router, teacher_share=share))
+    return events[-1].exchange
+
+
+def test_a_teacher_share_of_zero_keeps_every_turn_with_the_student(services):
+    services.student.enqueue("Student answer.")
+    ex = reply_with(services, None, 0.0, "I want to speak to a supervisor about a refund")
+    assert ex["routed_to"] == "student" and services.teacher.calls == []
+
+
+class DraftDoubter:
+    """A router that always sends the draft to the teacher (a cascade that never trusts the student)."""
+
+    name, version = "doubter", "7"
+
+    def score(self, messages, draft=None):
+        return RouteDecision(0.0 if draft is None else 0.9, "waits" if draft is None else "unsure draft",
+                             "question" if draft is None else "draft", {"draft_prob": 0.1})
+
+
+def test_the_cascade_counts_the_students_draft_and_the_teachers_reply(services, settings):
+    from dataclasses import replace
+
+    from assistant.pricing import compute_cost
+
+    services.settings = replace(settings, prices={"teacher-fake": (1e6, 1e6)})  # $1 a token: easy to tell apart
+    services.teacher.local = False
+    services.router = DraftDoubter()
+    services.student.delay_s = 0.002  # the draft takes measurable time
+    services.student.enqueue(" ".join(f"w{i}" for i in range(40)))
+    services.teacher.enqueue("Teacher answer.")
+    ex = reply(services, [user("where is my order")], "Auto")
+    assert ex["routed_to"] == "teacher" and ex["tier"] == "teacher" and ex["reply"] == "Teacher answer."
+    [row] = rows(settings)
+    assert row["draft_ms"] > 0 and row["latency_ms"] >= row["draft_ms"]  # the draft's time is in the latency
+    assert row["draft_cost"] == pytest.approx(compute_cost(row["draft_ms"] / 1000, settings.compute_per_hour), abs=2e-8)
+    assert row["draft_cost"] > 0
+    teacher_cost = row["input_tokens"] + row["output_tokens"]  # at $1 a token
+    assert row["cost"] == pytest.approx(teacher_cost + row["draft_cost"])  # both costs are counted
+    assert json.loads(row["route_features"]) == {"draft_prob": 0.1}
+
+
+def test_a_student_kept_turn_spends_no_draft(services, settings):
+    services.student.enqueue("Orders ship within one business day.")
+    reply(services, [user("where is my order")], "Auto")
+    [row] = rows(settings)
+    assert row["draft_ms"] is None and row["draft_cost"] is None
+
+
+def test_past_the_daily_budget_the_fallback_and_its_reason_are_recorded(services, settings, budget_spent):
+    from assistant import spend
+
+    services.student.enqueue("Student answer.")
+    reply(services, [user("I want to speak to a supervisor about a refund")], "Auto")
+    [row] = rows(settings)
+    assert row["routed_to"] == "student" and row["tier"] == "student" and row["notice"] == spend.NOTICE
+    assert row["route_reason"] == "asks for a human, sensitive topic; daily teacher budget reached, so the student answers"
+
+
+def test_past_the_teachers_calls_per_minute_the_student_answers_with_a_notice(services, settings):
+    from assistant import limits
+
+    clock = [0.0]
+    services.teacher_calls = limits.TeacherCallLimit(2, clock=lambda: clock[0])
+    services.teacher.enqueue("one", "two", "three")
+    services.student.enqueue("Student answer.")
+    got = [reply(services, [user(f"q{i}")], "Teacher")["routed_to"] for i in range(3)]
+    assert got == ["teacher", "teacher", "student"]
+    third = rows(settings)[-1]
+    assert third["notice"] == limits.TEACHER_LIMIT_NOTICE and limits.TEACHER_LIMIT_REACHED in third["route_reason"]
+    clock[0] = 61.0  # a minute later the teacher answers again
+    assert reply(services, [user("q4")], "Teacher")["routed_to"] == "teacher"
