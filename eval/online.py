@@ -1,4 +1,5 @@
-"""Online A/B from the chat logs: per-arm statistics, and the judging of the teacher's shadow answers.
+"""Online A/B from the chat logs: per-arm statistics, per-router statistics of Auto mode, and the judging of the
+teacher's shadow answers.
 
 Sessions are assigned to arms, and shadow answers asked for, on the chat's hot path by the core
 (`assistant.experiments`); this module only reads what the chat logged: exchanges with their experiment
@@ -58,3 +59,30 @@ def online_stats(store: Store) -> dict:
     return {"arms": out, "student_vs_teacher_thumbs": comparison,
             "shadow": {"answers": store.db["shadow_answers"].count, "judged": len(shadows),
                        "student_accuracy": sum(s["accurate"] for s in shadows) / len(shadows) if shadows else None}}
+
+
+def router_stats(store: Store) -> list[dict]:
+    """Auto exchanges per router and version: volume, share sent to the teacher, thumbs-up rate, p50 latency,
+    cost per 1,000, and how many the student answered because a teacher limit (budget, calls per minute) was hit."""
+    groups: dict[tuple, dict] = {}
+    for r in store.db.query(
+            "SELECT e.router, e.router_version, e.routed_to, e.latency_ms, e.cost, e.notice, e.route_reason, f.thumbs "
+            "FROM exchanges e LEFT JOIN feedback f ON f.id = (SELECT max(id) FROM feedback WHERE exchange_id = e.id) "
+            "WHERE e.route = 'Auto' AND e.router IS NOT NULL"):
+        g = groups.setdefault((r["router"], r["router_version"] or ""), {"n": 0, "teacher": 0, "rated": 0, "up": 0,
+                                                                          "latency": [], "cost": [], "limited": 0})
+        g["n"] += 1
+        g["teacher"] += r["routed_to"] == "teacher"
+        g["latency"].append(r["latency_ms"])
+        if r["cost"] is not None:
+            g["cost"].append(r["cost"])
+        if r["thumbs"] is not None:
+            g["rated"] += 1
+            g["up"] += r["thumbs"] > 0
+        g["limited"] += "so the student answers" in (r["route_reason"] or "")
+    return [{"router": name, "version": version, "exchanges": g["n"], "teacher_share": g["teacher"] / g["n"],
+             "thumbs_up_rate": g["up"] / g["rated"] if g["rated"] else None, "rated": g["rated"],
+             "p50_latency_ms": percentile(g["latency"], 0.5),
+             "cost_per_1000": 1000 * sum(g["cost"]) / len(g["cost"]) if g["cost"] else None, "limited": g["limited"]}
+            for (name, version), g in sorted(groups.items())]
+

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from assistant.store import Store, now
 from eval.abtest import load_run
-from eval.online import online_stats
+from eval.online import online_stats, router_stats
 from eval.stats import bootstrap_ci, percentile
 
 ARM_LABELS = {"teacher": "Teacher", "student": "Distilled student", "base": "Base student", "routed": "Routed",
@@ -421,6 +421,89 @@ def _depth_section(page: Page, by_depth: dict, items: list[dict]) -> None:
                        f"{pair.count('second')}, tie or inconsistent {pair.count('tie')}.", markup=False)
 
 
+def _calibrated_shares(store: Store) -> dict:
+    """Router name -> the teacher share its current version was calibrated to (`assistant router calibrate`)."""
+    from assistant.router import ROUTERS, build_router
+
+    shares = {}
+    for name in ROUTERS:
+        serving = store.serving_router() if name == "learned" else None
+        if name == "learned" and serving is None:
+            continue
+        version = serving["version"] if serving else build_router(name).version
+        calibration = store.router_calibration(name, version)
+        if calibration:
+            shares[name] = calibration["teacher_share"]
+    return shares
+
+
+def _share_cell(p: dict, teacher: float) -> str:
+    ci = p.get("vs_random_ci")
+    vs = f"{p['vs_random'] * 100:+.1f} pts" + (f" ({ci[1] * 100:+.1f}…{ci[2] * 100:+.1f})" if ci else "")
+    return f"{p['accuracy']:.1%} ({p['accuracy'] / teacher:.0%} of teacher), {vs} vs random" if teacher else "–"
+
+
+def _draw_router_curves(ax, curves: dict) -> None:
+    for name, c in curves["routers"].items():
+        ax.plot([p["share"] for p in c["points"]], [p["accuracy"] for p in c["points"]], label=name)
+        op = c["operating"]
+        ax.scatter([op["share"]], [op["accuracy"]], s=30)
+    s, t = curves["student"], curves["teacher"]
+    ax.plot([0, 1], [s, t], linestyle="--", color="#888", label="random routing")
+    ax.axhline(0.98 * t, linestyle=":", color="#1f4e79", linewidth=0.8, label="98% of teacher")
+    ax.set_xlabel("share of turns sent to the teacher")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Routers: accuracy vs teacher share")
+    ax.legend(fontsize=6)
+
+
+def _tier_table(page: Page, items: list[dict], acc_key: str, router: str) -> None:
+    """What a third tier in front (a verbatim past answer where the nearest case is this close) does to a router."""
+    from eval.routing import tier_effect
+
+    rows = tier_effect(items, lambda it: _value(it, acc_key), router)
+    if not rows:
+        return
+
+    def share(v):
+        return "never" if v is None else f"{v:.0%}"
+
+    page.table(f"A third tier in front of {router}: a verbatim past answer when retrieval is near-certain",
+               ["Case similarity ≥", "Answered verbatim", "Accuracy at 25% to the teacher (two tiers → three)",
+                "Keeps 98% of teacher at (two tiers → three)"],
+               [[f"{r['cutoff']:.2f}", f"{r['verbatim_share']:.0%}", f"{r['at_25_two_tiers']:.1%} → {r['at_25']:.1%}",
+                 f"{share(r['keeps_98_at_two_tiers'])} → {share(r['keeps_98_at'])}"] for r in rows])
+
+
+def _routing_section(page: Page, items: list[dict], acc_key: str, store: Store) -> None:
+    """Cost-quality curve per router against random routing, APGR and the operating point (eval.routing)."""
+    from eval.routing import router_curves
+
+    curves = router_curves(items, lambda it: _value(it, acc_key), _calibrated_shares(store))
+    if not curves["routers"]:
+        return
+    t = curves["teacher"]
+    rows = []
+    for name, c in sorted(curves["routers"].items(), key=lambda kv: -(kv[1]["apgr"] or 0)):
+        op = c["operating"]
+        rows.append([name, "–" if c["apgr"] is None else f"{c['apgr']:.2f}", _share_cell(c["at_25"], t),
+                     "never" if c["keeps_98_at"] is None else f"{c['keeps_98_at']:.0%}",
+                     f"{op['share']:.0%}: " + _share_cell(op, t), _fmt(op["p50_ms"], "ms"), _fmt(op["cost_per_1000"], "usd")])
+    page.table("Routing: accuracy per share of teacher calls", ["Router", "APGR", "At 25% to the teacher",
+               "Keeps 98% of teacher at", "Operating point", "p50 there", "Cost / 1k there"], rows)
+    page.paragraph(f"Over {curves['n']} turns with both replies scored: student {curves['student']:.1%}, teacher {t:.1%}. "
+                   "Each router sends its highest-scoring turns to the teacher; random routing at the same share is the "
+                   "student's accuracy plus that share of the gap. *vs random* is the difference in points with its 95% "
+                   "paired bootstrap interval: a router beats random where the interval stays above 0. APGR = the mean "
+                   "share of the teacher-student gap recovered over shares 0-100% (random: 0.50). The operating point is "
+                   "the calibrated share (`assistant router calibrate`), else the smallest share keeping 98% of the "
+                   "teacher; latency and cost there count a cascade's spent draft.")
+    _tier_table(page, items, acc_key, max(curves["routers"], key=lambda n: curves["routers"][n]["apgr"] or 0))
+    figure = _plot_png(lambda ax: _draw_router_curves(ax, curves))
+    page.add("", f"<figure><img alt='router curves' src='data:image/png;base64,{figure}'/><figcaption>Routers: "
+                 "accuracy vs teacher share</figcaption></figure>")
+
+
 def _plots_section(page: Page, figures: dict[str, str]) -> None:
     page.add("\n## Plots\n\nSee the HTML report (plots are embedded there).\n",
              "<h2>Plots</h2><div class='grid'>" + "".join(
@@ -444,6 +527,13 @@ def _online_section(page: Page, online: dict) -> None:
                  + (f"; the judge found the student accurate on {sh['student_accuracy']:.0%} of shadowed turns."
                     if sh["student_accuracy"] is not None else "."))
     page.paragraph(sentence, markup=False)
+    routers = online.get("routers") or []
+    if routers:
+        page.table("Online: Auto mode per router", ["Router", "Version", "Exchanges", "To teacher", "Rated", "Thumbs up",
+                                                    "p50", "Cost / 1k", "Student past a teacher limit"],
+                   [[r["router"], r["version"] or "–", str(r["exchanges"]), f"{r['teacher_share']:.0%}", str(r["rated"]),
+                     "–" if r["thumbs_up_rate"] is None else f"{r['thumbs_up_rate']:.0%}", _fmt(r["p50_latency_ms"], "ms"),
+                     _fmt(r["cost_per_1000"], "usd"), str(r["limited"])] for r in routers])
 
 
 def _worst_section(page: Page, worst: list[dict]) -> None:
@@ -497,8 +587,9 @@ def build_report(store: Store, settings, run_id: int | None = None) -> tuple[Pat
     _arm_tables(page, summary, models)
     page.paragraph(_judge_note(run), md_prefix="\n")
     _depth_section(page, by_depth, items)
+    _routing_section(page, items, acc_key, store)
     _plots_section(page, plots(items, summary, acc_key, by_depth))
-    _online_section(page, online_stats(store))
+    _online_section(page, {**online_stats(store), "routers": router_stats(store)})
     _worst_section(page, worst_student_answers(items))
     _provenance(page, run, models, json.loads(run["config"] or "{}"))
     return _write(page, title, run["id"], settings.home / "reports")

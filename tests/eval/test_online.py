@@ -31,3 +31,19 @@ def test_shadow_answers_are_stored_never_shown_and_judged_later(settings, fake_e
     assert judge_shadows(services.store, Judge(AlwaysA())) == 1
     assert online_stats(services.store)["shadow"] == {"answers": 1, "judged": 1, "student_accuracy": 1.0}
     assert judge_shadows(services.store, Judge(AlwaysA())) == 0  # each shadow answer is judged once
+
+
+def test_auto_exchanges_are_counted_per_router_and_version(settings):
+    from assistant.store import open_store
+    from eval.online import router_stats
+
+    store = open_store(settings)
+    rows = [("rules", "1", "teacher", "asks for a human"), ("rules", "1", "student", "routine question"),
+            ("learned", "router-001-x", "student", "learned: P 0.8; daily teacher budget reached, so the student answers")]
+    for router, version, to, reason in rows:
+        store.log_exchange({"route": "Auto", "router": router, "router_version": version, "routed_to": to,
+                            "route_reason": reason, "latency_ms": 100.0, "cost": 0.001})
+    store.log_exchange({"route": "Student", "router": "user", "routed_to": "student", "latency_ms": 1.0})
+    stats = {(s["router"], s["version"]): s for s in router_stats(store)}
+    assert set(stats) == {("rules", "1"), ("learned", "router-001-x")}
+    assert stats[("rules", "1")]["teacher_share"] == 0.5 and stats[("learned", "router-001-x")]["limited"] == 1

@@ -131,3 +131,22 @@ def test_bleu_is_each_arms_corpus_bleu_with_sacrebleus_signature(settings):
     row = next(line for line in md.splitlines() if line.startswith("| Distilled student |"))
     assert f"| {expected:.1f} |" in row  # the corpus score, not the stored per-turn 20.0
     assert "corpus BLEU by sacrebleu, signature `nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:" in md
+
+
+def test_the_report_draws_each_routers_cost_quality_curve(settings):
+    from eval.report import build_report
+
+    store = Store(settings.db_path)
+    run_id = fixture_run(store)
+    # the student fails only the second turn; "good" scores that turn highest, "blind" cannot tell turns apart
+    for row in list(store.db.query("SELECT id, arm, conversation_id, data FROM eval_items WHERE arm IN ('routed', 'student')")):
+        item = json.loads(row["data"])
+        if row["arm"] == "student":
+            item["gold_complete"] = float(row["conversation_id"] != 1)
+        else:
+            item["router_scores"] = {"good": [0.0, float(row["conversation_id"] == 1)], "blind": [0.0, 0.5]}
+        store.db["eval_items"].update(row["id"], {"data": json.dumps(item)})
+    html_path, md_path = build_report(store, settings, run_id)
+    md = md_path.read_text()
+    assert "## Routing: accuracy per share of teacher calls" in md and "| good | 0.83 |" in md
+    assert "| blind | 0.50 |" in md and "alt='router curves'" in html_path.read_text()
