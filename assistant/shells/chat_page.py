@@ -2,9 +2,12 @@
 
 It has the conversation (streamed), thumbs on each reply and "new conversation": nothing else is in
 its API (the console's functions live in assistant.shells.console, a separate app behind sign-in). With
-ASSISTANT_SHOW_INTERNALS on (demos, staff) it also shows the Student / Teacher / Auto switch and a
-panel with the facts of the last reply (who answered and why, version, TTFT, latency, tokens, cost);
-otherwise every message goes through Auto and visitors see no model names or endpoints. Each session
+ASSISTANT_SHOW_INTERNALS on (demos, staff) it also shows the Student / Teacher / Auto switch with Auto's
+options (which router, and the share of turns it should send to the teacher: a slider turned into the
+router's threshold through its calibration scores) and a panel with the facts of the last reply (who
+answered, the router's score, reason and tier, router and model versions, TTFT, latency, tokens, cost);
+otherwise every message goes through Auto with the configured router and visitors see no model names or
+endpoints; a notice (the teacher's budget or per-minute limit reached, the teacher failing) is shown to all. Each session
 may send ASSISTANT_CHAT_RATE_LIMIT messages a minute. Replies are shown as text: markup and images
 in a reply are not rendered, so a reply cannot load a remote URL in a customer's browser. Errors
 become a visible message, never a stack trace.
@@ -27,6 +30,7 @@ import gradio as gr
 from assistant.chat import MODES, content_text, converse
 from assistant.errors import AssistantError
 from assistant.limits import RateLimiter
+from assistant.services import available_routers, current_share
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +68,15 @@ def panel_markdown(ex: dict | None) -> str:
         return "*No reply yet. Ask a question to see which model answers, why, and what it cost.*"
     who = "Teacher" if ex["routed_to"] == "teacher" else "Student"
     cost = "–" if ex.get("cost") is None else f"${ex['cost']:.6f}"
+    threshold = "" if ex.get("threshold") is None else f", threshold {ex['threshold']:.2f}"
+    cascade = f" after the student's draft ({ex['draft_ms']:.0f} ms, counted)" if ex.get("draft_ms") else ""
     lines = [
         f"### Last reply: {who}",
         f"**Model:** {ex['model_name']}  ",
         f"**Version:** `{ex['model_version']}`  ",
-        f"**Route:** {ex['route']} → {ex['routed_to']} (score {ex['route_score']:.2f})  ",
+        f"**Route:** {ex['route']} → {ex['routed_to']} (score {ex['route_score']:.2f}{threshold})  ",
+        f"**Router:** {ex.get('router') or '–'} `{ex.get('router_version') or '–'}`  ",
+        f"**Tier:** {ex.get('tier') or ex['routed_to']}{cascade}  ",
         f"**Why:** {ex['route_reason']}  ",
         f"**Time to first token:** {_fmt(ex.get('ttft_ms'), ' ms')}  ",
         f"**Total latency:** {_fmt(ex.get('latency_ms'), ' ms')}  ",
@@ -123,8 +131,9 @@ def rate_limit_wait(limiter: RateLimiter, settings, session_id: str, address: st
 
 
 def chat_turn(services, limiter: RateLimiter, message: str, history: list, session_id: str, ids: dict,
-              mode: str, address: str):
-    """One message sent from the page, as the updates the page shows while the reply streams.
+              mode: str, address: str, router: str | None = None, share: float | None = None):
+    """One message sent from the page, as the updates the page shows while the reply streams. `router` and
+    `share` (percent of turns to the teacher) are Auto's options, honoured only where they are shown.
 
     Yields (chatbot, panel, session id, reply ids, message box, last exchange id); `gr.update()` leaves
     a component as it is. `ids` maps a chatbot row to the exchange it shows, for thumbs on that row."""
@@ -132,6 +141,7 @@ def chat_turn(services, limiter: RateLimiter, message: str, history: list, sessi
     history, ids = visible_history(history), dict(ids or {})
     message = (message or "").strip()
     mode = mode if internals and mode in MODES else "Auto"  # the switch exists only where it is shown
+    options = auto_options(services, router, share) if internals else {}
     if not message:
         yield history, gr.update(), session_id, ids, "", gr.update()
         return
@@ -146,7 +156,7 @@ def chat_turn(services, limiter: RateLimiter, message: str, history: list, sessi
     history.append({"role": "assistant", "content": ""})
     yield history, gr.update(), session_id, ids, "", gr.update()
     try:
-        yield from _stream_reply(services, message, history, session_id, ids, mode)
+        yield from _stream_reply(services, message, history, session_id, ids, mode, options)
     except AssistantError as exc:
         history[-1] = {"role": "assistant", "content": f"⚠️ Sorry, something went wrong: {shown(str(exc))}"}
         yield history, gr.update(), session_id, ids, "", gr.update()
@@ -156,10 +166,20 @@ def chat_turn(services, limiter: RateLimiter, message: str, history: list, sessi
         yield history, gr.update(), session_id, ids, "", gr.update()
 
 
-def _stream_reply(services, message: str, history: list, session_id: str, ids: dict, mode: str):
+def auto_options(services, router: str | None, share: float | None) -> dict:
+    """Auto's options as `converse` takes them: a router that can be picked now, and the share as a fraction."""
+    options: dict = {}
+    if router and router in available_routers(services.store):
+        options["router"] = router
+    if share is not None:
+        options["teacher_share"] = min(100.0, max(0.0, float(share))) / 100
+    return options
+
+
+def _stream_reply(services, message: str, history: list, session_id: str, ids: dict, mode: str, options: dict):
     """The reply's events from `converse` drawn into the last chatbot row (chat_turn's updates)."""
     text, sent_at = "", None
-    for event in converse(services, session_id, message, mode):
+    for event in converse(services, session_id, message, mode, **options):
         if event.kind == "delta":
             text += event.text
             now = time.monotonic()
@@ -212,7 +232,8 @@ def new_session() -> str:
 def _layout(services) -> SimpleNamespace:
     """The page's components (built inside the open gr.Blocks), by name."""
     internals = services.settings.show_internals
-    page = SimpleNamespace(session=gr.State(new_session), ids=gr.State({}), last_id=gr.State(None), mode=None)
+    page = SimpleNamespace(session=gr.State(new_session), ids=gr.State({}), last_id=gr.State(None), mode=None,
+                           router=None, share=None)
     gr.Markdown(header_markdown(services))
     with gr.Row():
         with gr.Column(scale=3):
@@ -231,6 +252,14 @@ def _layout(services) -> SimpleNamespace:
             with gr.Column(scale=1, elem_id="side-panel"):
                 page.mode = gr.Radio(list(MODES), value="Auto", label="Who answers", elem_id="mode",
                                      info="Auto lets the router decide per message.")
+                with gr.Group():
+                    page.router = gr.Dropdown(available_routers(services.store), value=services.router.name,
+                                              label="Auto: router", elem_id="router")
+                    share = current_share(services.store, services.settings, services.router)
+                    page.share = gr.Slider(0, 100, value=round(100 * share) if share is not None else 20, step=1,
+                                           label="Auto: share of turns to the teacher (%)", elem_id="teacher-share",
+                                           info="Turned into the router's threshold through its calibration "
+                                                "(assistant router calibrate); until then its logged scores.")
                 page.panel = gr.Markdown(panel_markdown(None), elem_id="last-reply")
     if not internals:
         page.panel = gr.Markdown("", elem_id="notice")
@@ -243,9 +272,10 @@ def build_chat_app(services) -> gr.Blocks:
 
     # Gradio reads a handler's parameters (the gr.Request, gr.LikeData) and whether it is a generator,
     # so these stay small functions with those signatures; the work is in the plain functions above.
-    def send(message: str, history: list, session_id: str, ids: dict, mode: str = "Auto", request: gr.Request = None):
+    def send(message: str, history: list, session_id: str, ids: dict, mode: str = "Auto", router: str | None = None,
+             share: float | None = None, request: gr.Request = None):
         address = getattr(getattr(request, "client", None), "host", None) or "unknown"
-        yield from chat_turn(services, limiter, message, history, session_id, ids, mode, address)
+        yield from chat_turn(services, limiter, message, history, session_id, ids, mode, address, router, share)
 
     def on_like(ids: dict, data: gr.LikeData):
         return rate_row(store, ids, data.index, data.liked)
@@ -256,7 +286,7 @@ def build_chat_app(services) -> gr.Blocks:
     with gr.Blocks(title="Support Assistant", fill_height=True) as demo:
         page = _layout(services)
         outputs = [page.chatbot, page.panel, page.session, page.ids, page.box, page.last_id]
-        inputs = [page.box, page.chatbot, page.session, page.ids] + ([page.mode] if page.mode else [])
+        inputs = [page.box, page.chatbot, page.session, page.ids] + ([page.mode, page.router, page.share] if page.mode else [])
         page.box.submit(send, inputs, outputs, api_name="send")
         page.send.click(send, inputs, outputs, api_name=False)
         page.chatbot.like(on_like, [page.ids], [page.status], api_name=False)

@@ -465,6 +465,9 @@ def eval_cmd(
     judge: str = typer.Option(None, help="teacher (default when one is configured), none, or BASE_URL#MODEL."),
     limit: int = typer.Option(None, help="Evaluate at most this many turns."),
     measure: bool = typer.Option(True, "--measure/--no-measure", help="Also measure memory and throughput per arm."),
+    split: str = typer.Option("test", help="test (the held-out A/B), or validation: outcomes that `assistant router "
+                                           "train` and `router calibrate` learn from."),
+    router: str = typer.Option(None, help="Router of the routed arm (default: ASSISTANT_ROUTER)."),
 ):
     """Offline A/B on the held-out test split; stores the run and writes the report."""
     from assistant.store import open_store
@@ -474,7 +477,7 @@ def eval_cmd(
     settings = _settings()
     store = open_store(settings)
     config = EvalConfig(dataset=dataset, arms=tuple(a.strip() for a in arms.split(",") if a.strip()), student=student,
-                        judge=judge, limit=limit)
+                        judge=judge, limit=limit, split=split, router=router)
     bar = _Progress("evaluating", " replies", every=25)
     run_id = run_eval(store, settings, config, progress=lambda arm, done, total: bar(done, total, arm))
     bar.close()
@@ -502,6 +505,60 @@ def report_cmd(run: int = typer.Option(None, help="Evaluation run id (default: t
         import webbrowser
 
         webbrowser.open(html_path.as_uri())
+
+
+@app.command("routers")
+@friendly
+def routers_list():
+    """The routers Auto can use, and the learned router's versions (the serving one is marked)."""
+    from assistant.router import ROUTERS
+    from assistant.store import open_store
+    from eval.router_train import describe
+
+    settings = _settings()
+    store = open_store(settings)
+    for name, text in ROUTERS.items():
+        typer.echo(f"{'*' if name == settings.router else ' '} {name:11} {text}")
+    rows = store.router_versions()
+    typer.echo("\nlearned versions:" if rows else "\nno learned router trained yet (assistant router train)")
+    for row in rows:
+        typer.echo("  " + describe(row))
+
+
+router_app = typer.Typer(help="Train and calibrate routers.", no_args_is_help=True)
+app.add_typer(router_app, name="router")
+
+
+@router_app.command("train")
+@friendly
+def router_train_cmd():
+    """Train the learned router on validation-split evaluations and logged feedback, and serve it."""
+    from assistant.store import open_store
+    from eval.router_train import train_router
+
+    result = train_router(open_store(_settings()))
+    m, t = result["metrics"], result["trained_on"]
+    weights = ", ".join(f"{f} {c:+.2f}" for f, c in zip(result["model"]["features"], result["model"]["coef"]))
+    typer.echo(f"trained {result['version']} on {m['examples']} turns ({m['student_worse']} where the student did worse; "
+               f"sources {t['sources']}); cross-validated AUC {m['cv_auc'][str(m['penalty'])]:.2f}\n"
+               f"weights (standardised): {weights}\nnow serving it to ASSISTANT_ROUTER=learned; calibrate it: "
+               "assistant router calibrate --router learned --teacher-share 0.2")
+
+
+@router_app.command("calibrate")
+@friendly
+def router_calibrate_cmd(
+    teacher_share: float = typer.Option(..., help="Target share of turns sent to the teacher, 0-1 (e.g. 0.2)."),
+    router: str = typer.Option(None, help="Router to calibrate (default: ASSISTANT_ROUTER)."),
+):
+    """Set a router's threshold so it sends the target share of validation turns to the teacher."""
+    from assistant.store import open_store
+    from eval.router_train import calibrate
+
+    settings = _settings()
+    r = calibrate(open_store(settings), router or settings.router, teacher_share)
+    typer.echo(f"{r['router']} ({r['version']}): threshold {r['threshold']:.4f} sends {r['achieved']:.1%} of {r['n']} "
+               f"turns to the teacher (target {r['teacher_share']:.0%}); from {r['source']}. Auto uses it from now on.")
 
 
 @app.command("settings")

@@ -113,7 +113,7 @@ def test_api_callers_cannot_pick_the_session(running):
     [(victim, _, _)] = logged(services.settings)
     base = client.src.rstrip("/") + "/gradio_api/call/send"
     # a raw call that puts the victim's session id where the gr.State input sits
-    event = httpx.post(base, json={"data": ["what was my order number?", [], victim, {}, "Student"]}, timeout=60).json()["event_id"]
+    event = httpx.post(base, json={"data": ["what was my order number?", [], victim, {}, "Student", "rules", 20]}, timeout=60).json()["event_id"]
     assert "event: complete" in httpx.get(f"{base}/{event}", timeout=30).text
     assert services.student.calls[-1] == [user("what was my order number?")]
     assert logged(services.settings)[-1][0] != victim
@@ -183,3 +183,48 @@ def test_a_fast_reply_is_drawn_at_once_and_then_in_few_redraws(settings, fake_em
     drawn = [content_text(u[0][-1]["content"]) for u in turn]  # read as drawn: the page mutates its history
     assert drawn[1] == "word0"  # the first words are not held back
     assert drawn[-1] == words and len(drawn) < 20  # 200 tokens, far fewer redraws
+
+
+def test_autos_options_reach_the_router_and_the_panel_shows_score_reason_and_tier(settings, fake_embedder):
+    """The router picked in Auto's options and the teacher-share slider (a percentage) decide the turn; the
+    panel names the router and its version, the tier and the score against its threshold."""
+    from assistant.limits import RateLimiter
+    from assistant.shells.chat_page import auto_options, chat_turn
+    from tests.assistant.shells.conftest import make_services
+
+    services = make_services(settings, fake_embedder, show_internals=True)
+    assert auto_options(services, "novelty", 30) == {"router": "novelty", "teacher_share": 0.3}
+    assert auto_options(services, "learned", 130) == {"teacher_share": 1.0}  # not trained yet: not offered
+    services.student.enqueue("Student answer.")
+    updates = list(chat_turn(services, RateLimiter(), "I want a supervisor", [], "", {}, "Auto", "127.0.0.1",
+                             "rules", 0))
+    panel = updates[-1][1]
+    assert "**Router:** rules `1`" in panel and "**Tier:** student" in panel and "threshold" in panel
+    [row] = services.store.exchanges()
+    assert row["routed_to"] == "student" and row["router"] == "rules"  # a share of 0% kept it from the teacher
+
+
+def test_visitors_cannot_pick_a_router_or_a_share(settings, fake_embedder):
+    from assistant.limits import RateLimiter
+    from assistant.shells.chat_page import chat_turn
+    from tests.assistant.shells.conftest import make_services
+
+    services = make_services(settings, fake_embedder)  # internals hidden
+    services.teacher.enqueue("Teacher answer.")
+    list(chat_turn(services, RateLimiter(), "I want a supervisor", [], "", {}, "Auto", "127.0.0.1", "novelty", 0))
+    [row] = services.store.exchanges()
+    assert row["routed_to"] == "teacher" and row["router"] == "rules"
+
+
+def test_a_limit_notice_is_shown_to_visitors(settings, fake_embedder):
+    from assistant.limits import TEACHER_LIMIT_NOTICE, RateLimiter, TeacherCallLimit
+    from assistant.shells.chat_page import chat_turn
+    from tests.assistant.shells.conftest import make_services
+
+    services = make_services(settings, fake_embedder)
+    services.teacher_calls = TeacherCallLimit(1)
+    services.teacher.enqueue("Teacher answer.")
+    services.student.enqueue("Student answer.")
+    list(chat_turn(services, RateLimiter(), "I want a supervisor", [], "", {}, "Auto", "127.0.0.1"))
+    updates = list(chat_turn(services, RateLimiter(), "I want a manager", [], "", {}, "Auto", "127.0.0.1"))
+    assert updates[-1][1] == f"⚠️ {TEACHER_LIMIT_NOTICE}"

@@ -191,3 +191,13 @@ def test_datasets_export_writes_grounded_prompt_completion_and_openai_rows(monke
     plain = runner.invoke(app, ["datasets", "export", "--plain"]).output.split()
     assert all(".plain." in f for f in plain)
     assert not any("<reference>" in line for f in plain if f.endswith("prompt_completion.jsonl") for line in open(f))
+
+
+def test_routers_lists_the_registry_and_calibrate_explains_what_to_run_first():
+    listing = runner.invoke(app, ["routers"])
+    assert listing.exit_code == 0 and "* rules" in listing.output and "confidence" in listing.output
+    assert "no learned router trained yet" in listing.output
+    calibrate = runner.invoke(app, ["router", "calibrate", "--teacher-share", "0.2"])
+    assert calibrate.exit_code == 1 and "--split validation" in calibrate.output
+    train = runner.invoke(app, ["router", "train"])
+    assert train.exit_code == 1 and "too few" in train.output
