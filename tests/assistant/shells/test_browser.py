@@ -40,7 +40,7 @@ def test_chat_in_a_real_browser(settings, request):
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(f"http://127.0.0.1:{settings.port}/", wait_until="load")
             page.wait_for_selector("#message textarea", timeout=60_000)
-            page.get_by_label("Teacher").check()
+            page.get_by_role("radio", name="Teacher").check()  # the mode switch, not the teacher-share slider
             questions = ["How long does the doorbell battery last?", "How do I charge it?",
                          "Can I return the doorbell if I don't like it?"]
             for n, question in enumerate(questions, 1):
