@@ -421,8 +421,8 @@ def _depth_section(page: Page, by_depth: dict, items: list[dict]) -> None:
                        f"{pair.count('second')}, tie or inconsistent {pair.count('tie')}.", markup=False)
 
 
-def _calibrated_shares(store: Store) -> dict:
-    """Router name -> the teacher share its current version was calibrated to (`assistant router calibrate`)."""
+def _calibrated_thresholds(store: Store) -> dict:
+    """Router name -> the threshold its current version was calibrated to (`assistant router calibrate`)."""
     from assistant.router import ROUTERS, build_router
 
     shares = {}
@@ -433,7 +433,7 @@ def _calibrated_shares(store: Store) -> dict:
         version = serving["version"] if serving else build_router(name).version
         calibration = store.router_calibration(name, version)
         if calibration:
-            shares[name] = calibration["teacher_share"]
+            shares[name] = calibration["threshold"]
     return shares
 
 
@@ -479,7 +479,7 @@ def _routing_section(page: Page, items: list[dict], acc_key: str, store: Store) 
     """Cost-quality curve per router against random routing, APGR and the operating point (eval.routing)."""
     from eval.routing import router_curves
 
-    curves = router_curves(items, lambda it: _value(it, acc_key), _calibrated_shares(store))
+    curves = router_curves(items, lambda it: _value(it, acc_key), _calibrated_thresholds(store))
     if not curves["routers"]:
         return
     t = curves["teacher"]
@@ -490,14 +490,15 @@ def _routing_section(page: Page, items: list[dict], acc_key: str, store: Store) 
                      "never" if c["keeps_98_at"] is None else f"{c['keeps_98_at']:.0%}",
                      f"{op['share']:.0%}: " + _share_cell(op, t), _fmt(op["p50_ms"], "ms"), _fmt(op["cost_per_1000"], "usd")])
     page.table("Routing: accuracy per share of teacher calls", ["Router", "APGR", "At 25% to the teacher",
-               "Keeps 98% of teacher at", "Operating point", "p50 there", "Cost / 1k there"], rows)
+               "Keeps 98% of teacher at", "Operating point (share: accuracy)", "p50 there", "Cost / 1k there"], rows)
     page.paragraph(f"Over {curves['n']} turns with both replies scored: student {curves['student']:.1%}, teacher {t:.1%}. "
                    "Each router sends its highest-scoring turns to the teacher; random routing at the same share is the "
                    "student's accuracy plus that share of the gap. *vs random* is the difference in points with its 95% "
                    "paired bootstrap interval: a router beats random where the interval stays above 0. APGR = the mean "
                    "share of the teacher-student gap recovered over shares 0-100% (random: 0.50). The operating point is "
-                   "the calibrated share (`assistant router calibrate`), else the smallest share keeping 98% of the "
-                   "teacher; latency and cost there count a cascade's spent draft.")
+                   "the calibrated threshold (`assistant router calibrate`) applied here, else the smallest share keeping 98% of the "
+                   "teacher; latency and cost there count a cascade's spent draft. Shares here are of the turns counted "
+                   "(those with both replies scored); the routed arm's *To teacher* above is of all turns.")
     _tier_table(page, items, acc_key, max(curves["routers"], key=lambda n: curves["routers"][n]["apgr"] or 0))
     figure = _plot_png(lambda ax: _draw_router_curves(ax, curves))
     page.add("", f"<figure><img alt='router curves' src='data:image/png;base64,{figure}'/><figcaption>Routers: "

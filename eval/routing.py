@@ -14,8 +14,9 @@ teacher, from 0% to 100%. At each share:
 Turns with equal scores share the capacity left at their rank (each gets the same fraction), so a router
 that cannot tell turns apart is exactly as good as random among them, not luckier or unluckier.
 
-The operating point is the share the router is calibrated to (`assistant router calibrate`) when it is, else
-the smallest share that keeps 98% of the teacher's accuracy.
+The operating point is the router's calibrated threshold (`assistant router calibrate`, set on the validation
+split) applied to this run's scores, so it shows the share that threshold really sends here; uncalibrated, the
+smallest share that keeps 98% of the teacher's accuracy.
 """
 
 from __future__ import annotations
@@ -86,15 +87,26 @@ def weights(scores: list[float], share: float) -> list[float]:
 
 def point(rows: list[TurnOutcome], name: str, share: float, ci: bool = True) -> dict:
     """The router's accuracy, cost and latency when `share` of the turns go to the teacher, against random."""
+    final = [max(r.scores[name]) for r in rows]
+    return _at(rows, name, weights(final, share), share, ci)
+
+
+def at_threshold(rows: list[TurnOutcome], name: str, threshold: float) -> dict:
+    """The same at a fixed threshold (a calibrated one, as Auto applies it): the share is whatever it sends."""
+    w = [float(max(r.scores[name]) >= threshold) for r in rows]
+    return {**_at(rows, name, w, sum(w) / len(w), True), "threshold": threshold}
+
+
+def _at(rows: list[TurnOutcome], name: str, w: list[float], share: float, ci: bool) -> dict:
     pre = [r.scores[name][0] for r in rows]
     final = [max(r.scores[name]) for r in rows]
-    w = weights(final, share)
     sent = [final[i] for i in range(len(rows)) if w[i] > 0]
     cutoff = min(sent) if sent else float("inf")
     acc = [r.student + wi * (r.teacher - r.student) for r, wi in zip(rows, w)]
     diff = [(wi - share) * (r.teacher - r.student) for r, wi in zip(rows, w)]
     cost, latency = [], []
     for r, wi, p in zip(rows, w, pre):
+        # a turn whose score before the draft already reached the cut-off went before the student started
         teacher_cost, teacher_ms = (r.teacher_cost, r.teacher_ms) if p >= cutoff else (r.cascade_cost, r.cascade_ms)
         cost.append(wi * teacher_cost + (1 - wi) * r.student_cost)
         latency.append(teacher_ms if wi >= 0.5 else r.student_ms)
@@ -118,7 +130,8 @@ def curve(rows: list[TurnOutcome], name: str) -> dict:
 
 def router_curves(items: list[dict], value, calibrations: dict | None = None) -> dict:
     """{"n", "student", "teacher", "routers": {name: curve + "operating" point}} for every router scored in the
-    run; `calibrations`: router name -> calibrated teacher share (the operating point when given)."""
+    run; `calibrations`: router name -> its calibrated threshold, applied as Auto applies it (the operating point
+    when given, so the report shows whether the share calibrated on validation holds here)."""
     rows = outcomes(items, value)
     if not rows:
         return {"n": 0, "routers": {}}
@@ -127,10 +140,11 @@ def router_curves(items: list[dict], value, calibrations: dict | None = None) ->
            "teacher": sum(r.teacher for r in rows) / len(rows), "routers": {}}
     for name in names:
         c = curve(rows, name)
-        share = (calibrations or {}).get(name)
-        if share is None:
-            share = c["keeps_98_at"] if c["keeps_98_at"] is not None else 0.25
-        c["operating"] = point(rows, name, share)
+        threshold = (calibrations or {}).get(name)
+        if threshold is not None:
+            c["operating"] = at_threshold(rows, name, threshold)
+        else:
+            c["operating"] = point(rows, name, c["keeps_98_at"] if c["keeps_98_at"] is not None else 0.25)
         c["at_25"] = point(rows, name, 0.25)
         out["routers"][name] = c
     return out

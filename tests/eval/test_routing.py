@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from eval.routing import TurnOutcome, curve, point, router_curves, weights
+from eval.routing import TurnOutcome, at_threshold, curve, point, router_curves, weights
 
 
 def test_tied_scores_share_the_capacity_left_at_their_rank():
@@ -60,8 +60,17 @@ def test_router_curves_from_evaluation_items_with_the_operating_point():
         items += [{**base, "arm": "student", "ok": r.student, "cost": 0.001, "latency_ms": 300},
                   {**base, "arm": "teacher", "ok": r.teacher, "cost": 0.01, "latency_ms": 3000},
                   {**base, "arm": "routed", "router_scores": r.scores}]
-    curves = router_curves(items, lambda it: it["ok"], {"flat": 0.4})
+    curves = router_curves(items, lambda it: it["ok"], {"flat": 0.5, "never": 0.1})
     assert curves["n"] == 60 and set(curves["routers"]) == {"oracle", "flat"}
-    assert curves["routers"]["flat"]["operating"]["share"] == 0.4  # the calibrated share
+    flat = curves["routers"]["flat"]["operating"]
+    assert flat["threshold"] == 0.5 and flat["share"] == 1.0  # the calibrated threshold, as Auto applies it
     oracle = curves["routers"]["oracle"]
     assert oracle["operating"]["share"] == oracle["keeps_98_at"]  # else the smallest share keeping 98%
+
+
+def test_a_threshold_sends_what_its_scores_reach_and_is_compared_with_random_at_that_share():
+    data = rows()
+    at = at_threshold(data, "oracle", 0.5)  # exactly the hard turns
+    hard = sum(r.student == 0 for r in data) / len(data)
+    assert at["share"] == pytest.approx(hard) and at["accuracy"] == 1.0
+    assert at["vs_random"] == pytest.approx((1 - hard) * hard) and at["vs_random_ci"][1] > 0
