@@ -348,7 +348,8 @@ def _in_process(services, conversations) -> dict:
     raw = raw_arm(services.student, services.retriever, conversations, services.settings.max_new_tokens)
     app = app_arm(services, conversations, "bench-app")
     auto = app_arm(services, conversations, "bench-auto", "Auto")
-    return {"raw": raw, "app": app, "auto": auto, "retrieval": retrieval_ms(services, conversations),
+    grounded = hasattr(services.student, "retriever")  # a plain student reads no retrieval
+    return {"raw": raw, "app": app, "auto": auto, "retrieval": retrieval_ms(services, conversations) if grounded else [],
             "logging": logging_ms(services)}
 
 
@@ -393,9 +394,10 @@ def _report(args, services, source, conversations, results, served_rows) -> None
     print(f"\napp / raw tokens/s: {ratio(app['tokens_per_s'], raw['tokens_per_s'])}; TTFT p50 turns 3+: app "
           f"{app['ttft_p50']:.0f} ms, raw {raw['ttft_p50']:.0f} ms")
     ret, lg = results["retrieval"], results["logging"]
-    print(f"retrieval + grounding per turn: p50 {statistics.median(ret):.1f} ms, p95 {percentile(ret, 0.95):.1f} ms "
-          f"(inside the app's TTFT); logging one exchange: p50 {statistics.median(lg):.1f} ms, p95 "
-          f"{percentile(lg, 0.95):.1f} ms (after the last token, outside the TTFT)")
+    grounding = (f"retrieval + grounding per turn: p50 {statistics.median(ret):.1f} ms, p95 {percentile(ret, 0.95):.1f} "
+                 f"ms (inside the app's TTFT)" if ret else "no retrieval on this student's path (a plain student)")
+    print(f"{grounding}; logging one exchange: p50 {statistics.median(lg):.1f} ms, p95 {percentile(lg, 0.95):.1f} ms "
+          f"(after the last token, outside the TTFT)")
     if levels:
         one, most = levels.get(min(levels)), levels.get(max(levels))
         print(f"throughput x{max(levels)} / x{min(levels)}: {ratio(most['per_hour'], one['per_hour'])}; errors at "
