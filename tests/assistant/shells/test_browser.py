@@ -47,9 +47,17 @@ def test_chat_in_a_real_browser(settings, request):
                 page.locator("#message textarea").fill(question)
                 page.locator("#message textarea").press("Enter")
                 # the panel names the logged exchange once the reply is complete (a fresh store: ids 1, 2, 3)
-                page.wait_for_function(
-                    "n => (document.querySelector('#last-reply')?.innerText || '').includes('Exchange: #' + n)",
-                    arg=n, timeout=60_000)
+                try:
+                    page.wait_for_function(
+                        "n => (document.querySelector('#last-reply')?.innerText || '').includes('Exchange: #' + n)",
+                        arg=n, timeout=90_000)
+                except Exception:  # keep what the page showed, and what was logged, for whoever reads the failure
+                    ARTIFACTS.mkdir(exist_ok=True)
+                    page.screenshot(path=str(ARTIFACTS / f"chat-timeout-turn{n}.png"), full_page=True)
+                    logged = sqlite3.connect(settings.db_path).execute(
+                        "select id, routed_to, error, notice from exchanges").fetchall()
+                    pytest.fail(f"turn {n}: no reply in the panel after 90 s; logged exchanges {logged}; "
+                                f"page: {page.locator('#chat').inner_text()[-300:]!r}")
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "chat.png"), full_page=True)
             bot_text = page.locator("#chat").inner_text()
