@@ -238,7 +238,12 @@ class BatchEngine:
             self._wake.notify()
         try:
             while True:
-                kind, value = request.out.get()
+                try:
+                    kind, value = request.out.get(timeout=1.0)
+                except queue.Empty:
+                    if not self._thread.is_alive():  # never wait forever on a scheduler that is gone
+                        raise ModelError("the student engine stopped; restart the app (see its log)") from None
+                    continue
                 if kind == "error":
                     raise value
                 yield value
@@ -308,7 +313,15 @@ class BatchEngine:
             if not idle:
                 break
             request = self.waiting.pop(0)
-            self._assign(request, idle)
+            try:
+                self._assign(request, idle)
+            except Exception as exc:  # fails this request; the scheduler, and every other chat, go on
+                log.exception("student could not start a request")
+                request.out.put(("error", ModelError(f"the student could not start this reply: {exc}")))
+                self._release(request)
+                for slot in idle:  # what their caches hold is no longer known for sure: start them afresh
+                    self.ctx.kv_cache_seq_rm(slot.seq, 0, -1)
+                    slot.tokens = []
         for ahead, request in enumerate(self.waiting):
             if request.told != ahead:
                 request.told = ahead

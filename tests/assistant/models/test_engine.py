@@ -138,3 +138,20 @@ def test_each_piece_of_text_says_how_sure_the_model_was(llm):
     assert all(p.logprob <= 0 and p.entropy >= 0 and p.tokens >= 1 for p in pieces)
     assert sum(p.tokens for p in pieces) <= 8 and "".join(pieces)  # still plain text to every caller
     assert len({round(p.logprob, 3) for p in pieces}) > 1  # measured per token, not a constant
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread is ended on purpose
+def test_a_request_that_cannot_start_fails_alone_and_a_dead_scheduler_is_an_error_not_a_hang(llm):
+    engine = BatchEngine(llm, slots=2, n_ctx=512, n_threads=0)
+    original = engine._sampler
+    engine._sampler = lambda penalty: (_ for _ in ()).throw(RuntimeError("no sampler"))
+    try:
+        with pytest.raises(ModelError, match="could not start"):
+            run(engine, tokens(llm, "Hi"))
+        engine._sampler = original
+        assert run(engine, tokens(llm, "Hi"))[2].output_tokens > 0  # the next chat is served
+        engine._drop_cancelled = lambda: (_ for _ in ()).throw(SystemExit())  # the scheduler thread ends
+        with pytest.raises(ModelError, match="engine stopped"):
+            run(engine, tokens(llm, "Hello again"))
+    finally:
+        engine._closed = True
