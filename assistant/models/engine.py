@@ -228,6 +228,8 @@ class BatchEngine:
         Closing the iterator early (the chat gave the turn to the teacher) frees the slot at the next step."""
         if not tokens:
             raise ModelError("empty prompt")
+        if len(tokens) >= self.n_ctx:  # it would fail the decode of every chat in the same batch
+            raise ModelError(f"a prompt of {len(tokens)} tokens does not fit the student's context of {self.n_ctx}")
         if len(tokens) + max_tokens > self.n_ctx:
             max_tokens = max(1, self.n_ctx - len(tokens))
         request = _Request(list(tokens), max_tokens, list(stop or []), repeat_penalty)
@@ -335,9 +337,10 @@ class BatchEngine:
         reuse = common_prefix(slot.tokens, tokens)
         if reuse < MIN_REUSE:  # a shared template opening is not worth another chat's cache
             slot, reuse = min(idle, key=lambda s: s.used_at), 0
-        if self.saved.longest(tokens) > reuse:
+        if self.saved.longest(tokens) >= max(reuse + 1, MIN_REUSE):
+            saved = self.saved.take(tokens)  # first: saving the slot's own cache may push it out of the store
             self._save(slot, 0)
-            self._restore(slot, *self.saved.take(tokens))
+            self._restore(slot, *saved)
         keep = min(common_prefix(slot.tokens, tokens), len(tokens) - 1)  # the last prompt token gives the logits
         self._save(slot, keep)
         slot.request, slot.used_at = request, time.monotonic()
@@ -438,14 +441,16 @@ class BatchEngine:
         return logits, logz, math.log(z) - float(weights @ shifted) / z
 
     def _finish(self, request: _Request, reason: str = "stop", error: Exception | None = None) -> None:
+        # the slot is free before the caller hears the reply is done (it may clear the cache right away)
+        tail = request.text.flush() if request.text and error is None else ""
+        scores, request.scores = request.scores, []
+        self._release(request)
         if error is not None:
             request.out.put(("error", error))
-        else:
-            tail = request.text.flush() if request.text else ""
-            if tail:
-                request.out.put(("item", tail))
-            request.out.put(("done", Finished(len(request.tokens), request.prefilled, request.generated, reason)))
-        self._release(request)
+            return
+        if tail:
+            request.out.put(("item", TokenText.of(tail, scores)))
+        request.out.put(("done", Finished(len(request.tokens), request.prefilled, request.generated, reason)))
 
     def _release(self, request: _Request) -> None:
         slot = request.slot

@@ -155,3 +155,33 @@ def test_a_request_that_cannot_start_fails_alone_and_a_dead_scheduler_is_an_erro
             run(engine, tokens(llm, "Hello again"))
     finally:
         engine._closed = True
+
+
+def test_a_chat_gets_its_saved_cache_back_even_when_the_store_has_room_for_one(llm):
+    """Saving the slot's cache (the other chat's) must not push out the cache the returning chat came for."""
+    import llama_cpp
+
+    a = tokens(llm, "Where is my parcel? It has been two weeks and nobody answers my emails about it at all. " * 2)
+    b = tokens(llm, "Something else entirely: I want a refund for the broken blender I bought last month. " * 2)
+    probe = BatchEngine(llm, slots=1, n_ctx=512, n_threads=0)
+    run(probe, a, 30)
+    size = llama_cpp.llama_state_seq_get_size(probe.ctx.ctx, 0)
+    probe.close()
+    engine = BatchEngine(llm, slots=1, n_ctx=512, n_threads=0, saved_bytes=int(size * 1.6))
+    try:
+        first = run(engine, a, 30)
+        run(engine, b, 30)
+        again = run(engine, a, 30)
+    finally:
+        engine.close()
+    assert first[2].prefilled == len(a) and again[2].prefilled <= 2  # restored: only the last prompt token re-read
+
+
+def test_a_prompt_longer_than_the_context_is_refused_before_it_can_fail_other_chats(llm):
+    engine = BatchEngine(llm, slots=2, n_ctx=512, n_threads=0)
+    try:
+        with pytest.raises(ModelError, match="does not fit"):
+            run(engine, tokens(llm, "word " * 600))
+        assert run(engine, tokens(llm, "Hi"))[2].output_tokens > 0
+    finally:
+        engine.close()
