@@ -71,7 +71,6 @@ class Budget:
 DEFAULT_BUDGET = Budget(kb=1, cases=1)
 # What a version trained before its budget was recorded with it read (and is still served).
 FIRST_BUDGET = Budget(kb=1, cases=2)
-FIRST_CHARS, SHARE = DEFAULT_BUDGET.first_chars, DEFAULT_BUDGET.share
 
 
 def budget_of(config: dict) -> Budget:

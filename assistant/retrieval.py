@@ -89,6 +89,13 @@ class Embedder:
         np.savez(tmp, keys=keys, vectors=vectors)
         os.replace(tmp, self._cache_file())  # atomic: a crash never leaves a half-written cache
 
+    def uncached(self) -> "Embedder":
+        """The same model and query encoder with nothing cached and nothing saved: what embedding text never
+        seen before costs (the serving bench times retrieval with it)."""
+        fresh = Embedder(None, model=self.model)
+        fresh._queries = self._query_encoder() or False
+        return fresh
+
     def _query_encoder(self):
         if self._queries is None:
             from assistant.fast_queries import QueryEncoder

@@ -183,9 +183,8 @@ def retrieval_ms(services, conversations: list[list[dict]]) -> list[float]:
 
     shared = services.retriever
     fresh = shared.kb.embedder
-    if isinstance(fresh, Embedder):  # the same model and query encoder, nothing cached (and nothing saved)
-        fresh = Embedder(None, model=shared.kb.embedder.model)
-        fresh._queries = shared.kb.embedder._query_encoder() or False
+    if isinstance(fresh, Embedder):  # the hashing embedder caches nothing anyway
+        fresh = fresh.uncached()
     kb, cases = shared.kb, shared.cases
     saved = kb.embedder, cases.embedder
     kb.embedder = cases.embedder = fresh

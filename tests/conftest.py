@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from assistant.hashing_embedder import HashingEmbedder
@@ -34,11 +32,6 @@ FakeEmbedder = HashingEmbedder  # the name the tests use: retrieval without a mo
 def fake_embedder():
     return FakeEmbedder()
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

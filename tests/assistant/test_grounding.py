@@ -136,7 +136,7 @@ def test_grounded_turns_leave_unanswered_middle_messages_alone(fake_embedder):
 
 
 def test_grounding_stays_within_its_budget_on_long_conversations(fake_embedder):
-    from assistant.grounding import FIRST_CHARS, SHARE
+    from assistant.grounding import DEFAULT_BUDGET
 
     convs = [{"id": 100 + i, "resolution": "resolved", "csat": 5, "messages": [
         {"role": "user", "content": f"issue {i}: my camera {i} keeps going offline"},
@@ -150,7 +150,7 @@ def test_grounding_stays_within_its_budget_on_long_conversations(fake_embedder):
     layout = student_layout(conversation, r)
     grounding = sum(len(g["content"]) - len(c["content"]) for g, c in zip(layout[1:], conversation))
     own = sum(len(m["content"]) for m in conversation)
-    assert 0 < grounding <= FIRST_CHARS + SHARE * own
+    assert 0 < grounding <= DEFAULT_BUDGET.first_chars + DEFAULT_BUDGET.share * own
     assert "<reference>" in layout[1]["content"]  # the opening question is always grounded
 
 

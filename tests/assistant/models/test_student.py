@@ -41,7 +41,7 @@ def test_a_follow_up_turn_prefills_only_its_new_tokens(student):
     """The session's KV cache is kept: the next turn of the same conversation extends it."""
     first, turn2 = _follow_up(student, "Hello, my order NH-4506499 has not arrived. Can you check it?",
                               "It was a doorbell. When will it ship?")
-    assert first.cached_tokens == 0 or first.cached_tokens < first.input_tokens
+    assert first.cached_tokens < first.input_tokens / 2  # a new conversation: its prompt is read, not reused
     second = student.complete(turn2, 4)
     prefilled = second.input_tokens - second.cached_tokens
     assert 0 < prefilled < second.input_tokens / 2, (prefilled, second.input_tokens)

@@ -17,7 +17,7 @@ from assistant.models import OpenAITeacher, redact_url, teacher_messages
 from assistant.models.teacher import CASE_CHARS, grounding_block
 from assistant.settings import packaged_student_gguf
 from tests.assistant.models.test_cases import small_retriever
-from tests.conftest import free_port
+from eval.product import free_port
 
 
 def test_teacher_prompt_keeps_grounding_as_delimited_data(fake_embedder):

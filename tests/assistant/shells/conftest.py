@@ -11,7 +11,7 @@ from assistant.router import RuleRouter
 from assistant.services import Services
 from assistant.shells.web import serve
 from assistant.store import open_store
-from tests.conftest import free_port
+from eval.product import free_port
 
 
 def make_services(settings, embedder, student_delay_s: float = 0.0, **overrides) -> Services:

@@ -14,7 +14,7 @@ import pytest
 from assistant.retrieval import Embedder
 from assistant.shells.web import serve
 from distill.sample import open_services
-from tests.conftest import free_port
+from eval.product import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

@@ -15,7 +15,7 @@ from assistant.limits import RateLimiter
 from assistant.shells.web import build_servers, is_loopback, serve
 from assistant.users import add_user, authenticator, load_users, read_users_file, remove_user, users_path
 from tests.assistant.shells.conftest import make_services
-from tests.conftest import free_port
+from eval.product import free_port
 from tests.importing import FIXTURES
 
 CONSOLE_ENDPOINTS = {"/import_transcripts", "/import_kb", "/label", "/retrain", "/cancel_retrain", "/evaluate",
