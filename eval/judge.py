@@ -53,7 +53,9 @@ class JudgeModel(Protocol):
 
 
 # A reasoning model spends tokens thinking before its short JSON answer; others need about 30.
-JUDGE_TOKENS = {"max_tokens": 60, "max_completion_tokens": 2000}
+# A verdict is a short JSON object; a reasoning model (one that takes only its default temperature) thinks first and
+# needs room for that. Keyed on the token parameter it was, gpt-4.1 (max_completion_tokens, no reasoning) got 2000.
+JUDGE_TOKENS, REASONING_JUDGE_TOKENS = 60, 2000
 
 
 class OpenAIJudge:
@@ -69,7 +71,8 @@ class OpenAIJudge:
                                     **({"default_headers": dict(headers)} if headers else {}))
 
     def params(self) -> dict:
-        return request_params(self.capabilities, JUDGE_TOKENS[self.capabilities.token_param], 0, json_mode=True)
+        budget = JUDGE_TOKENS if self.capabilities.temperature else REASONING_JUDGE_TOKENS
+        return request_params(self.capabilities, budget, 0, json_mode=True)
 
     def ask(self, messages: list[dict]) -> str:
         import openai
