@@ -113,6 +113,10 @@ def _repetitive(text: str) -> bool:
     return len(set(trigrams)) / len(trigrams) < 0.6
 
 
+def _low_info(draft: str) -> bool:
+    return len(draft.strip()) < 8 or bool(_LOW_INFO_DRAFT.search(draft)) or _repetitive(draft)
+
+
 class RuleRouter:
     """Transparent, dependency-free rules: a sensible default before any routing data exists."""
 
@@ -145,7 +149,7 @@ class RuleRouter:
         shouting = len(letters) >= 12 and sum(c.isupper() for c in letters) / len(letters) > 0.6
         if shouting or "!!" in text or _UPSET.search(text):
             found.append("customer is upset")
-        if draft is not None and (len(draft.strip()) < 8 or _LOW_INFO_DRAFT.search(draft) or _repetitive(draft)):
+        if draft is not None and _low_info(draft):
             found.append("student draft is low-information")
         return found
 
@@ -157,10 +161,6 @@ class RuleRouter:
         score = round(1 - keep, 4)
         reason = ", ".join(found) if found else "routine question"
         return RouteDecision(score, reason)
-
-
-def _low_info(draft: str) -> bool:
-    return len(draft.strip()) < 8 or bool(_LOW_INFO_DRAFT.search(draft)) or _repetitive(draft)
 
 
 # The signals of one turn, by name, in the order the learned router reads them. None: not available for
@@ -203,7 +203,7 @@ class Signals:
             return f
         f["draft_low_info"] = float(_low_info(draft))
         if getattr(draft, "tokens", 0):
-            f["draft_prob"], f["draft_entropy"] = math.exp(draft.logprob / draft.tokens), draft.entropy
+            f["draft_prob"], f["draft_entropy"] = draft.mean_prob, draft.entropy
         if self.retriever is not None and draft.strip():
             f.update(self._agreement(text, draft, hit))
         return f

@@ -444,13 +444,15 @@ def _share_cell(p: dict, teacher: float) -> str:
 
 
 def _draw_router_curves(ax, curves: dict) -> None:
+    from eval.routing import KEEP
+
     for name, c in curves["routers"].items():
         ax.plot([p["share"] for p in c["points"]], [p["accuracy"] for p in c["points"]], label=name)
         op = c["operating"]
         ax.scatter([op["share"]], [op["accuracy"]], s=30)
     s, t = curves["student"], curves["teacher"]
     ax.plot([0, 1], [s, t], linestyle="--", color="#888", label="random routing")
-    ax.axhline(0.98 * t, linestyle=":", color="#1f4e79", linewidth=0.8, label="98% of teacher")
+    ax.axhline(KEEP * t, linestyle=":", color="#1f4e79", linewidth=0.8, label=f"{KEEP:.0%} of teacher")
     ax.set_xlabel("share of turns sent to the teacher")
     ax.set_ylabel("accuracy")
     ax.set_title("Routers: accuracy vs teacher share")
