@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assistant.grounding import STUDENT_POLICY
+from assistant.models.engine import REPEAT_PENALTY
 
 # The served student's decoding (assistant.models.engine: greedy, repeat penalty over the reply).
-REPEAT_PENALTY = 1.1
 
 # ChatML as an Ollama template: every message, then the assistant's turn opened for the reply.
 CHATML_TEMPLATE = (

@@ -39,6 +39,7 @@ from assistant.errors import ModelError
 log = logging.getLogger(__name__)
 
 PENALTY_LAST_N = 64  # llama-cpp-python's default window for the repeat penalty
+REPEAT_PENALTY = 1.1  # the served student's repeat penalty (an Ollama Modelfile of it says the same)
 # Fewer shared tokens than this is a chat template's opening, not a conversation: not worth keeping a slot for,
 # nor saving when dropped.
 MIN_REUSE = 32
@@ -222,7 +223,7 @@ class BatchEngine:
 
     # ---- callers' side ---------------------------------------------------------------------------
     def generate(self, tokens: list[int], *, max_tokens: int, stop: list[str] | None = None,
-                 repeat_penalty: float = 1.1) -> Iterator[str | Queued | Finished]:
+                 repeat_penalty: float = REPEAT_PENALTY) -> Iterator[str | Queued | Finished]:
         """Text chunks of the reply to `tokens` (a whole prompt), `Queued` while waiting, then one `Finished`.
 
         Closing the iterator early (the chat gave the turn to the teacher) frees the slot at the next step."""

@@ -21,7 +21,7 @@ from pathlib import Path
 from assistant.errors import ModelError
 from assistant.grounding import DEFAULT_BUDGET, Budget, LayoutMemo, fit_window, prompt_budget, student_layout
 from assistant.models.base import ChatModel, Usage
-from assistant.models.engine import BatchEngine, Finished
+from assistant.models.engine import REPEAT_PENALTY, BatchEngine, Finished
 
 _llama_cache: dict[tuple, "Loaded"] = {}
 _llama_cache_lock = threading.Lock()
@@ -85,7 +85,7 @@ class LlamaStudent(ChatModel):
     local = True
 
     def __init__(self, path: str | Path, *, name: str | None = None, version: str | None = None,
-                 n_ctx: int = 2048, n_threads: int = 0, max_tokens: int = 256, repeat_penalty: float = 1.1,
+                 n_ctx: int = 2048, n_threads: int = 0, max_tokens: int = 256, repeat_penalty: float = REPEAT_PENALTY,
                  slots: int = 1, saved_mb: int = 0):
         self.path = Path(path)
         if self.path.suffix.lower() != ".gguf":
